@@ -1,0 +1,16 @@
+//! registry-gateway: a reverse proxy for Docker/OCI registries (registry:2).
+//!
+//! Modules follow a request through the gateway: [`config`] is read once into
+//! runtime tables; [`server`] owns listeners and signals; [`routing`] picks
+//! the route and upstream; [`proxy`] is the Pingora glue whose phases call
+//! [`rewrite`] for headers and Location, [`reply`] for the gateway's own
+//! error responses, and [`access_log`] at the end.
+
+pub mod access_log;
+pub mod config;
+pub mod proxy;
+pub mod reply;
+pub mod rewrite;
+pub mod routing;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,239 @@
+//! The Pingora `ProxyHttp` implementation. Each phase hands its work to the
+//! module that owns it (routing, rewrite, reply) and keeps what later phases
+//! need in [`RequestCtx`], so nothing is parsed twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::Version;
+use pingora::http::ResponseHeader;
+use pingora::modules::http::HttpModules;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType};
+
+use crate::config::GatewayConfig;
+use crate::reply::ErrorReply;
+use crate::rewrite::{self, ClientView, Scheme};
+use crate::routing::{self, Route, VirtualRegistry};
+use crate::upstream::Upstream;
+
+/// Requests currently between their first and last phase; SIGTERM waits
+/// for this to reach zero.
+pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct RegistryProxy {
+    config: Arc<GatewayConfig>,
+}
+
+impl RegistryProxy {
+    pub fn new(config: Arc<GatewayConfig>) -> Self {
+        RegistryProxy { config }
+    }
+
+    fn registry_for(&self, _view: &ClientView) -> &Arc<VirtualRegistry> {
+        // Host rules select among several virtual registries once they land.
+        self.config.default_registry()
+    }
+}
+
+/// What earlier phases learned about the request.
+pub struct RequestCtx {
+    started: Instant,
+    route: Option<Route>,
+    registry: Option<Arc<VirtualRegistry>>,
+    upstream: Option<Arc<Upstream>>,
+    view: Option<ClientView>,
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn connection_scheme(session: &Session) -> Scheme {
+    match session
+        .as_downstream()
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+    {
+        Some(_) => Scheme::Https,
+        None => Scheme::Http,
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for RegistryProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        RequestCtx {
+            started: Instant::now(),
+            route: None,
+            registry: None,
+            upstream: None,
+            view: None,
+        }
+    }
+
+    // No response compression: registry blobs are already compressed and
+    // digests must survive byte for byte.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let t = &self.config.timeouts;
+        let downstream = session.as_downstream_mut();
+        downstream.set_read_timeout(Some(t.client_read));
+        downstream.set_write_timeout(Some(t.client_write));
+        if downstream.get_keepalive().is_some() {
+            downstream.set_keepalive(Some(t.keepalive.as_secs().max(1)));
+        }
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let route = match routing::classify(req.uri.path().as_bytes()) {
+            Ok(route) => route,
+            Err(_) => {
+                ErrorReply::NotFound.send(session, false).await?;
+                return Ok(true);
+            }
+        };
+        let v2 = route == Route::V2;
+        if req.version == Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+            ErrorReply::BadRequest("HTTP/1.1 request without Host header")
+                .send(session, v2)
+                .await?;
+            return Ok(true);
+        }
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let trusted = ip.is_some_and(|ip| self.config.is_trusted_proxy(ip));
+        let view = ClientView::from_request(req, ip, connection_scheme(session), trusted);
+        let registry = self.registry_for(&view);
+        let Some(upstream) = registry.routes.upstream(route) else {
+            ErrorReply::NotFound.send(session, v2).await?;
+            return Ok(true);
+        };
+        ctx.upstream = Some(upstream.clone());
+        ctx.registry = Some(registry.clone());
+        ctx.route = Some(route);
+        ctx.view = Some(view);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        match &ctx.upstream {
+            Some(u) => Ok(u.peer()),
+            None => Error::e_explain(ErrorType::InternalError, "no upstream chosen"),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
+            rewrite::prepare_upstream_request(req, view, up.host_header, &up.authority_header);
+        }
+        // Registries speak HTTP/1.1 whatever the client speaks.
+        req.set_version(Version::HTTP_11);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
+            rewrite::prepare_client_response(
+                resp,
+                &up.authority,
+                view,
+                ctx.route == Some(Route::V2),
+            );
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let reply = classify_failure(e);
+        if let (Some(reply), Some(up)) = (reply, &ctx.upstream) {
+            if matches!(reply, ErrorReply::BadGateway | ErrorReply::GatewayTimeout) {
+                log::warn!("upstream {} ({}) failed: {e}", up.name, up.address);
+            }
+        }
+        let code = match reply {
+            Some(reply) => {
+                let v2 = ctx.route == Some(Route::V2);
+                if let Err(we) = reply.send(session, v2).await {
+                    log::debug!("could not send error response: {we}");
+                }
+                reply.status()
+            }
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::access_log::record(
+            session,
+            e,
+            ctx.registry.as_deref(),
+            ctx.upstream.as_deref(),
+            ctx.started,
+        );
+    }
+}
+
+/// The reply for a failed exchange; `None` when the client is gone.
+fn classify_failure(e: &Error) -> Option<ErrorReply> {
+    use ErrorType::*;
+    if let HTTPStatus(code) = e.etype() {
+        return Some(match code {
+            504 => ErrorReply::GatewayTimeout,
+            400..=499 => ErrorReply::BadRequest("malformed request"),
+            _ => ErrorReply::BadGateway,
+        });
+    }
+    match e.esource() {
+        ErrorSource::Upstream => Some(match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout => ErrorReply::GatewayTimeout,
+            _ => ErrorReply::BadGateway,
+        }),
+        ErrorSource::Downstream => match e.etype() {
+            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => None,
+            _ => Some(ErrorReply::BadRequest("malformed request")),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some(ErrorReply::Internal),
+    }
+}

@@ -1,0 +1,385 @@
+//! Header building toward the upstream and Location rewriting toward the
+//! client. Pure functions over header maps, so they are unit-tested here.
+//!
+//! registry:2 builds absolute upload URLs from `Forwarded` if present (then
+//! ignoring X-Forwarded-* entirely), else from X-Forwarded-Proto/Host, else
+//! from Host. So `Forwarded` is never sent upstream, and X-Forwarded-* always
+//! carry what the gateway itself decided the client-facing address is.
+
+use std::net::IpAddr;
+
+use http::header::{HOST, LOCATION};
+use http::{HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+
+use crate::config::HostHeaderMode;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+pub const API_VERSION_VALUE: HeaderValue = HeaderValue::from_static("registry/2.0");
+
+/// Forwarding headers of other proxies that an untrusted client may not set.
+const UNTRUSTED_ONLY: [HeaderName; 4] = [
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-ssl"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn parse(v: &[u8]) -> Option<Scheme> {
+        if v.eq_ignore_ascii_case(b"http") {
+            Some(Scheme::Http)
+        } else if v.eq_ignore_ascii_case(b"https") {
+            Some(Scheme::Https)
+        } else {
+            None
+        }
+    }
+}
+
+/// How the client reached the gateway, as far as the gateway believes it.
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    pub scheme: Scheme,
+    /// `host[:port]` exactly as the client (or a trusted proxy) sent it.
+    pub authority: Option<HeaderValue>,
+    pub ip: Option<IpAddr>,
+    /// Whether the peer is a trusted proxy whose forwarding headers count.
+    pub trusted: bool,
+}
+
+impl ClientView {
+    pub fn from_request(
+        req: &RequestHeader,
+        ip: Option<IpAddr>,
+        conn: Scheme,
+        trusted: bool,
+    ) -> Self {
+        let mut scheme = conn;
+        let mut authority = None;
+        if trusted {
+            let (fwd_proto, fwd_host) = forwarded_proto_host(req);
+            let proto = fwd_proto.or_else(|| first_list_item(req.headers.get(&X_FORWARDED_PROTO)));
+            if let Some(s) = proto.and_then(|p| Scheme::parse(p.as_bytes())) {
+                scheme = s;
+            }
+            authority = fwd_host
+                .or_else(|| first_list_item(req.headers.get(&X_FORWARDED_HOST)))
+                .and_then(|h| HeaderValue::from_str(h).ok());
+        }
+        let authority = authority.or_else(|| request_authority(req));
+        ClientView {
+            scheme,
+            authority,
+            ip,
+            trusted,
+        }
+    }
+}
+
+/// Host header, or the URI authority of HTTP/2 and absolute-form requests.
+pub fn request_authority(req: &RequestHeader) -> Option<HeaderValue> {
+    if let Some(h) = req.headers.get(HOST) {
+        return Some(h.clone());
+    }
+    req.uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+fn first_list_item(v: Option<&HeaderValue>) -> Option<&str> {
+    let first = v?.to_str().ok()?.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
+}
+
+/// `proto=` and `host=` of the first element of an RFC 7239 `Forwarded`.
+fn forwarded_proto_host(req: &RequestHeader) -> (Option<&str>, Option<&str>) {
+    let Some(first) = first_list_item(req.headers.get(&FORWARDED)) else {
+        return (None, None);
+    };
+    let (mut proto, mut host) = (None, None);
+    for pair in first.split(';') {
+        if let Some((k, v)) = pair.split_once('=') {
+            let v = v.trim().trim_matches('"');
+            match k.trim().to_ascii_lowercase().as_str() {
+                "proto" => proto = Some(v),
+                "host" => host = Some(v),
+                _ => {}
+            }
+        }
+    }
+    (proto, host)
+}
+
+/// Sets the forwarding headers and Host of the request sent upstream.
+pub fn prepare_upstream_request(
+    req: &mut RequestHeader,
+    view: &ClientView,
+    host_mode: HostHeaderMode,
+    upstream_authority: &HeaderValue,
+) {
+    req.remove_header(&FORWARDED);
+    let ip = view.ip.map(|ip| ip.to_string());
+    if view.trusted {
+        let chain = match (req.headers.get(&X_FORWARDED_FOR), &ip) {
+            (Some(prev), Some(ip)) => prev.to_str().ok().map(|p| format!("{p}, {ip}")),
+            (Some(prev), None) => prev.to_str().ok().map(str::to_owned),
+            (None, ip) => ip.clone(),
+        };
+        set_or_remove(req, X_FORWARDED_FOR, chain);
+        if req.headers.get(&X_REAL_IP).is_none() {
+            set_or_remove(req, X_REAL_IP, ip);
+        }
+    } else {
+        for name in UNTRUSTED_ONLY {
+            req.remove_header(&name);
+        }
+        set_or_remove(req, X_FORWARDED_FOR, ip.clone());
+        set_or_remove(req, X_REAL_IP, ip);
+    }
+    let _ = req.insert_header(X_FORWARDED_PROTO, view.scheme.as_str());
+    match &view.authority {
+        Some(a) => {
+            let _ = req.insert_header(X_FORWARDED_HOST, a.clone());
+        }
+        None => {
+            req.remove_header(&X_FORWARDED_HOST);
+        }
+    }
+    match host_mode {
+        HostHeaderMode::Upstream => {
+            let _ = req.insert_header(HOST, upstream_authority.clone());
+        }
+        // HTTP/2 clients send :authority only; HTTP/1.1 upstreams need Host.
+        HostHeaderMode::Client if req.headers.get(HOST).is_none() => {
+            if let Some(a) = &view.authority {
+                let _ = req.insert_header(HOST, a.clone());
+            }
+        }
+        HostHeaderMode::Client => {}
+    }
+}
+
+fn set_or_remove(req: &mut RequestHeader, name: HeaderName, value: Option<String>) {
+    match value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        Some(v) => {
+            let _ = req.insert_header(name, v);
+        }
+        None => {
+            req.remove_header(&name);
+        }
+    }
+}
+
+/// The client-facing form of an absolute `Location` that points at the
+/// upstream (or at the address the upstream was told the client used).
+/// Anything else, such as a redirect to object storage with a signed URL,
+/// is left alone: `None`.
+pub fn rewrite_location(
+    location: &[u8],
+    upstream_authority: &str,
+    view: &ClientView,
+) -> Option<HeaderValue> {
+    let client_authority = view.authority.as_ref()?.as_bytes();
+    let (scheme_len, rest) =
+        if location.len() >= 7 && location[..7].eq_ignore_ascii_case(b"http://") {
+            (7, &location[7..])
+        } else if location.len() >= 8 && location[..8].eq_ignore_ascii_case(b"https://") {
+            (8, &location[8..])
+        } else {
+            return None;
+        };
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let ours = authority.eq_ignore_ascii_case(upstream_authority.as_bytes())
+        || authority.eq_ignore_ascii_case(client_authority);
+    if !ours {
+        return None;
+    }
+    let scheme = view.scheme.as_str();
+    if authority == client_authority
+        && location[..scheme_len - 3].eq_ignore_ascii_case(scheme.as_bytes())
+    {
+        return None; // already client-facing
+    }
+    let mut out = Vec::with_capacity(scheme.len() + 3 + client_authority.len() + tail.len());
+    out.extend_from_slice(scheme.as_bytes());
+    out.extend_from_slice(b"://");
+    out.extend_from_slice(client_authority);
+    out.extend_from_slice(tail);
+    HeaderValue::from_bytes(&out).ok()
+}
+
+/// Applies Location rewriting and the API version header to a response.
+pub fn prepare_client_response(
+    resp: &mut ResponseHeader,
+    upstream_authority: &str,
+    view: &ClientView,
+    v2: bool,
+) {
+    if let Some(new) = resp
+        .headers
+        .get(LOCATION)
+        .and_then(|loc| rewrite_location(loc.as_bytes(), upstream_authority, view))
+    {
+        let _ = resp.insert_header(LOCATION, new);
+    }
+    if v2 && !resp.headers.contains_key(&API_VERSION) {
+        let _ = resp.insert_header(API_VERSION, API_VERSION_VALUE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("POST", b"/v2/x/blobs/uploads/", None).unwrap();
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+        req.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn untrusted_client_forwarding_headers_are_replaced() {
+        let mut req = request(&[
+            ("Host", "gw.example:5000"),
+            ("Forwarded", "for=1.2.3.4;proto=https;host=evil.example"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-Port", "443"),
+            ("X-Real-IP", "6.6.6.6"),
+        ]);
+        let view = ClientView::from_request(&req, ip("10.1.2.3"), Scheme::Http, false);
+        assert_eq!(view.authority.as_ref().unwrap(), "gw.example:5000");
+        let up = HeaderValue::from_static("127.0.0.1:15000");
+        prepare_upstream_request(&mut req, &view, HostHeaderMode::Client, &up);
+        assert_eq!(header(&req, "forwarded"), None);
+        assert_eq!(header(&req, "x-forwarded-port"), None);
+        assert_eq!(header(&req, "host"), Some("gw.example:5000"));
+        assert_eq!(header(&req, "x-forwarded-host"), Some("gw.example:5000"));
+        assert_eq!(header(&req, "x-forwarded-proto"), Some("http"));
+        assert_eq!(header(&req, "x-forwarded-for"), Some("10.1.2.3"));
+        assert_eq!(header(&req, "x-real-ip"), Some("10.1.2.3"));
+    }
+
+    #[test]
+    fn trusted_proxy_headers_are_believed() {
+        let mut req = request(&[
+            ("Host", "internal:5000"),
+            ("X-Forwarded-Host", "registry.example:8443, other"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-For", "203.0.113.9"),
+        ]);
+        let view = ClientView::from_request(&req, ip("10.0.0.2"), Scheme::Http, true);
+        assert_eq!(view.scheme, Scheme::Https);
+        assert_eq!(view.authority.as_ref().unwrap(), "registry.example:8443");
+        let up = HeaderValue::from_static("127.0.0.1:15000");
+        prepare_upstream_request(&mut req, &view, HostHeaderMode::Upstream, &up);
+        assert_eq!(header(&req, "host"), Some("127.0.0.1:15000"));
+        assert_eq!(
+            header(&req, "x-forwarded-for"),
+            Some("203.0.113.9, 10.0.0.2")
+        );
+        assert_eq!(
+            header(&req, "x-forwarded-host"),
+            Some("registry.example:8443")
+        );
+        assert_eq!(header(&req, "x-forwarded-proto"), Some("https"));
+        assert_eq!(header(&req, "x-real-ip"), Some("10.0.0.2"));
+    }
+
+    #[test]
+    fn trusted_forwarded_header_is_translated_not_passed() {
+        let mut req = request(&[
+            ("Host", "internal"),
+            ("Forwarded", "for=1.2.3.4;proto=https;host=\"r.example\""),
+        ]);
+        let view = ClientView::from_request(&req, ip("10.0.0.2"), Scheme::Http, true);
+        assert_eq!(view.scheme, Scheme::Https);
+        assert_eq!(view.authority.as_ref().unwrap(), "r.example");
+        let up = HeaderValue::from_static("u:1");
+        prepare_upstream_request(&mut req, &view, HostHeaderMode::Client, &up);
+        assert_eq!(header(&req, "forwarded"), None);
+        assert_eq!(header(&req, "x-forwarded-host"), Some("r.example"));
+    }
+
+    fn view(authority: &str, scheme: Scheme) -> ClientView {
+        ClientView {
+            scheme,
+            authority: Some(HeaderValue::from_str(authority).unwrap()),
+            ip: None,
+            trusted: false,
+        }
+    }
+
+    fn rw(loc: &str, v: &ClientView) -> Option<String> {
+        rewrite_location(loc.as_bytes(), "127.0.0.1:15000", v)
+            .map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn location_pointing_at_upstream_becomes_client_facing() {
+        let v = view("gw.example:5000", Scheme::Http);
+        assert_eq!(
+            rw(
+                "http://127.0.0.1:15000/v2/x/blobs/uploads/u1?_state=a%2Fb&x=1",
+                &v
+            )
+            .as_deref(),
+            Some("http://gw.example:5000/v2/x/blobs/uploads/u1?_state=a%2Fb&x=1")
+        );
+        let tls = view("gw.example", Scheme::Https);
+        assert_eq!(
+            rw("http://gw.example/v2/", &tls).as_deref(),
+            Some("https://gw.example/v2/")
+        );
+        assert_eq!(
+            rw("HTTP://127.0.0.1:15000", &tls).as_deref(),
+            Some("https://gw.example")
+        );
+    }
+
+    #[test]
+    fn foreign_and_relative_locations_pass_untouched() {
+        let v = view("gw.example:5000", Scheme::Http);
+        assert_eq!(
+            rw("https://bucket.s3.example/blob?X-Amz-Signature=abc", &v),
+            None
+        );
+        assert_eq!(rw("/v2/x/blobs/uploads/u1", &v), None);
+        assert_eq!(rw("http://gw.example:5000/v2/", &v), None, "already right");
+        assert_eq!(rw("http://127.0.0.1:150001/v2/", &v), None);
+    }
+}

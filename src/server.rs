@@ -1,0 +1,161 @@
+//! Builds the Pingora server from our own configuration and runs it, with
+//! signal handling an operator coming from nginx expects:
+//!
+//! | signal  | registry-gateway                                   | nginx                 |
+//! |---------|----------------------------------------------------|-----------------------|
+//! | SIGTERM | stop accepting, drain in-flight up to grace period | fast shutdown         |
+//! | SIGQUIT | same as SIGTERM                                    | graceful shutdown     |
+//! | SIGINT  | exit at once                                       | fast shutdown         |
+//! | SIGHUP  | logged; reload hook (nothing reloadable yet)       | reload configuration  |
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::GatewayConfig;
+use crate::proxy::{IN_FLIGHT, RegistryProxy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{file}: listeners[{index}].address: cannot listen on `{address}`: {source}")]
+    Bind {
+        file: String,
+        index: usize,
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Runs the gateway until a shutdown signal; returns when it has stopped.
+pub fn run(config: GatewayConfig) -> Result<(), StartError> {
+    // Pingora panics when a listener cannot bind; find out first and say why.
+    for (index, l) in config.listeners.iter().enumerate() {
+        TcpListener::bind(l.address).map_err(|source| StartError::Bind {
+            file: config.source.display().to_string(),
+            index,
+            address: l.address,
+            source,
+        })?;
+    }
+    install_sighup_handler()?;
+
+    let config = Arc::new(config);
+    let grace = config.server.grace_period;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        // Pingora sleeps the whole grace period; our drain watcher exits
+        // early once nothing is in flight.
+        grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        RegistryProxy::new(config.clone()),
+        "registry-gateway",
+    );
+    for l in &config.listeners {
+        proxy.add_tcp(&l.address.to_string());
+        log::info!(
+            "listening on http://{} ({}) -> registry {}",
+            l.address,
+            l.name,
+            describe_upstreams(&config)
+        );
+    }
+    server.add_service(proxy);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(SignalWatch { grace }),
+    });
+    log::info!("stopped");
+    Ok(())
+}
+
+fn describe_upstreams(config: &GatewayConfig) -> String {
+    let r = config.default_registry();
+    format!(
+        "{} via upstream {} (http://{})",
+        r.name, r.routes.v2.name, r.routes.v2.authority
+    )
+}
+
+/// Pingora leaves SIGHUP at its default action, which kills the process.
+fn install_sighup_handler() -> Result<(), StartError> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(StartError::Signal)?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                // Reload of htpasswd files and certificates hooks in here.
+                log::info!("SIGHUP received: nothing to reload yet, still running");
+            }
+        })
+        .map_err(StartError::Signal)?;
+    Ok(())
+}
+
+struct SignalWatch {
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for SignalWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = int.recv() => {
+                log::info!("SIGINT received: exiting now");
+                // Pingora still waits for its runtimes; nothing is worth waiting for.
+                flush_and_exit(0);
+            }
+            _ = term.recv() => log::info!("SIGTERM received: draining"),
+            _ = quit.recv() => log::info!("SIGQUIT received: draining"),
+        }
+        spawn_drain_watch(self.grace);
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Exits as soon as no request is in flight, or lets Pingora's grace period
+/// run out (after which remaining requests are cut, and an upload cut off
+/// mid-body is never completed upstream).
+fn spawn_drain_watch(grace: Duration) {
+    let deadline = Instant::now() + grace;
+    std::thread::spawn(move || {
+        // Let listeners close and in-flight counts settle first.
+        std::thread::sleep(Duration::from_millis(100));
+        while Instant::now() < deadline {
+            let n = IN_FLIGHT.load(Ordering::Acquire);
+            if n == 0 {
+                log::info!("drained: no requests in flight, exiting");
+                flush_and_exit(0);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log::warn!(
+            "grace period of {:?} over with {} request(s) in flight; cutting them off",
+            grace,
+            IN_FLIGHT.load(Ordering::Acquire)
+        );
+    });
+}
+
+fn flush_and_exit(code: i32) -> ! {
+    log::logger().flush();
+    std::process::exit(code)
+}
