@@ -204,6 +204,13 @@ impl ProxyHttp for RegistryProxy {
         }
     }
 
+    // Client hang-ups are routine (cancelled pulls) and upstream failures are
+    // logged by `fail_to_proxy` with the upstream named; the access line
+    // carries the error either way. Internal errors keep Pingora's line.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        matches!(e.esource(), ErrorSource::Downstream | ErrorSource::Upstream)
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         crate::access_log::record(
             session,

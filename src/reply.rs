@@ -3,11 +3,10 @@
 //! instead of an empty body.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use crate::rewrite::{API_VERSION, API_VERSION_VALUE};
+use crate::rewrite::{API_VERSION_TITLE, API_VERSION_VALUE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorReply {
@@ -65,10 +64,10 @@ impl ErrorReply {
     pub async fn send(self, session: &mut Session, v2: bool) -> pingora::Result<()> {
         let body = self.body();
         let mut resp = ResponseHeader::build(self.status(), Some(3))?;
-        resp.insert_header(CONTENT_TYPE, "application/json; charset=utf-8")?;
-        resp.insert_header(CONTENT_LENGTH, body.len())?;
+        resp.insert_header("Content-Type", "application/json; charset=utf-8")?;
+        resp.insert_header("Content-Length", body.len())?;
         if v2 {
-            resp.insert_header(API_VERSION, API_VERSION_VALUE)?;
+            resp.insert_header(API_VERSION_TITLE, API_VERSION_VALUE)?;
         }
         // Also closes the connection: the request body may not have been read.
         session

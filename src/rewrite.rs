@@ -20,6 +20,8 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+/// Written in registry:2's spelling; Pingora keeps the case it is given.
+pub const API_VERSION_TITLE: &str = "Docker-Distribution-Api-Version";
 pub const API_VERSION_VALUE: HeaderValue = HeaderValue::from_static("registry/2.0");
 
 /// Forwarding headers of other proxies that an untrusted client may not set.
@@ -246,7 +248,7 @@ pub fn prepare_client_response(
         let _ = resp.insert_header(LOCATION, new);
     }
     if v2 && !resp.headers.contains_key(&API_VERSION) {
-        let _ = resp.insert_header(API_VERSION, API_VERSION_VALUE);
+        let _ = resp.insert_header(API_VERSION_TITLE, API_VERSION_VALUE);
     }
 }
 
