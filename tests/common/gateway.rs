@@ -1,0 +1,325 @@
+//! The binary under test, run as a child process.
+
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::registry::Registry;
+use super::{free_addr, tail, wait_until};
+
+pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_registry-gateway");
+
+/// Builder for a `gateway.yaml` with one listener on a free port, one
+/// upstream and one default registry.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    listen: SocketAddr,
+    upstream_url: String,
+    host_header: Option<String>,
+    legacy_url: Option<String>,
+    trusted_proxies: Vec<String>,
+    grace_period: String,
+    threads: Option<u32>,
+    timeouts: Vec<(String, String)>,
+}
+
+impl GatewayConfig {
+    /// A gateway in front of `registry`.
+    pub fn for_upstream(registry: &Registry) -> GatewayConfig {
+        GatewayConfig::for_url(&registry.url())
+    }
+
+    /// A gateway in front of any upstream URL.
+    pub fn for_url(url: &str) -> GatewayConfig {
+        GatewayConfig {
+            listen: free_addr(),
+            upstream_url: url.to_string(),
+            host_header: None,
+            legacy_url: None,
+            trusted_proxies: Vec::new(),
+            grace_period: "10s".to_string(),
+            threads: Some(2),
+            timeouts: Vec::new(),
+        }
+    }
+
+    /// `client` (the default) or `upstream`.
+    pub fn host_header(mut self, mode: &str) -> GatewayConfig {
+        self.host_header = Some(mode.to_string());
+        self
+    }
+
+    /// Routes `/v1/...` to a second registry.
+    pub fn legacy(mut self, registry: &Registry) -> GatewayConfig {
+        self.legacy_url = Some(registry.url());
+        self
+    }
+
+    pub fn trusted_proxies(mut self, proxies: &[&str]) -> GatewayConfig {
+        self.trusted_proxies = proxies.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn grace_period(mut self, period: &str) -> GatewayConfig {
+        self.grace_period = period.to_string();
+        self
+    }
+
+    /// Sets `timeouts.<key>`.
+    pub fn timeout(mut self, key: &str, value: &str) -> GatewayConfig {
+        self.timeouts.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    pub fn to_yaml(&self) -> String {
+        let mut y = String::from("server:\n");
+        if let Some(t) = self.threads {
+            y.push_str(&format!("  threads: {t}\n"));
+        }
+        y.push_str(&format!("  grace_period: {}\n", self.grace_period));
+        if self.trusted_proxies.is_empty() {
+            y.push_str("  trusted_proxies: []\n");
+        } else {
+            y.push_str("  trusted_proxies:\n");
+            for p in &self.trusted_proxies {
+                y.push_str(&format!("    - \"{p}\"\n"));
+            }
+        }
+        y.push_str(&format!(
+            "listeners:\n  - name: plain\n    address: \"{}\"\n",
+            self.listen
+        ));
+        y.push_str(&format!(
+            "upstreams:\n  registry:\n    url: \"{}\"\n",
+            self.upstream_url
+        ));
+        if let Some(h) = &self.host_header {
+            y.push_str(&format!("    host_header: {h}\n"));
+        }
+        if let Some(l) = &self.legacy_url {
+            y.push_str(&format!("  legacy:\n    url: \"{l}\"\n"));
+        }
+        y.push_str("registries:\n  - name: main\n    default: true\n    upstream: registry\n");
+        if self.legacy_url.is_some() {
+            y.push_str("    routes:\n      v1: { upstream: legacy }\n");
+        }
+        if !self.timeouts.is_empty() {
+            y.push_str("timeouts:\n");
+            for (k, v) in &self.timeouts {
+                y.push_str(&format!("  {k}: {v}\n"));
+            }
+        }
+        y
+    }
+}
+
+/// A running gateway. Killed on drop.
+pub struct Gateway {
+    child: Child,
+    dir: TempDir,
+    addr: SocketAddr,
+    log_path: PathBuf,
+    config_path: PathBuf,
+    exit: Option<ExitStatus>,
+}
+
+impl Gateway {
+    /// Writes the config, starts the binary and waits until the listener
+    /// accepts TCP connections.
+    pub fn start(config: &GatewayConfig) -> Gateway {
+        Gateway::start_yaml(&config.to_yaml(), config.listen_addr())
+    }
+
+    /// Starts the gateway with a hand-written config whose (first) listener
+    /// is `listen`.
+    pub fn start_yaml(yaml: &str, listen: SocketAddr) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("gateway-")
+            .tempdir()
+            .expect("temp dir");
+        let config_path = dir.path().join("gateway.yaml");
+        fs::write(&config_path, yaml).unwrap();
+        let log_path = dir.path().join("gateway.log");
+        let log = File::create(&log_path).unwrap();
+        let child = Command::new(GATEWAY_BIN)
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {GATEWAY_BIN}: {e}"));
+        let mut gateway = Gateway {
+            child,
+            dir,
+            addr: listen,
+            log_path,
+            config_path,
+            exit: None,
+        };
+        let ready = wait_until(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                panic!(
+                    "registry-gateway exited during start-up ({status}); config:\n{yaml}\nlog:\n{}",
+                    gateway.log()
+                );
+            }
+            TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok()
+        });
+        assert!(
+            ready,
+            "registry-gateway not listening on {listen} within 30 s; config:\n{yaml}\nlog:\n{}",
+            tail(&gateway.log(), 4000)
+        );
+        gateway
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn temp_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything the gateway printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM")
+    }
+
+    /// Current resident set size (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS")
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`, ...) with `kill`.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg("-s")
+            .arg(sig)
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {sig} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exit.is_some() {
+            return self.exit;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some(status);
+                return self.exit;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_none()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
+}
+
+/// Runs `registry-gateway check --config FILE`.
+pub fn run_check(config: &Path) -> Output {
+    Command::new(GATEWAY_BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {GATEWAY_BIN} check: {e}"))
+}
+
+/// Runs `registry-gateway --config FILE` expecting it to exit by itself
+/// within `timeout` (e.g. because the config is invalid). A process still
+/// running then is killed, and the test fails.
+pub fn run_expecting_exit(config: &Path, timeout: Duration) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(GATEWAY_BIN)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {GATEWAY_BIN}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "registry-gateway --config {} still running after {timeout:?}; stderr:\n{}",
+                config.display(),
+                fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: fs::read(&out_path).unwrap_or_default(),
+        stderr: fs::read(&err_path).unwrap_or_default(),
+    }
+}

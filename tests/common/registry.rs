@@ -1,0 +1,180 @@
+//! A real upstream: `docker-registry serve` (distribution registry:2) with
+//! filesystem storage in a temporary directory.
+
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::http::Request;
+use super::{free_port, require_tool, tail, wait_until};
+
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+pub struct Registry {
+    child: Child,
+    dir: TempDir,
+    addr: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl Registry {
+    /// Starts a registry on a free loopback port and waits until `GET /v2/`
+    /// answers 200.
+    pub fn start() -> Registry {
+        Registry::start_on(free_port())
+    }
+
+    /// Starts a registry on a given loopback port.
+    pub fn start_on(port: u16) -> Registry {
+        require_tool(REGISTRY_BIN, "docker-registry");
+        let dir = tempfile::Builder::new()
+            .prefix("registry-")
+            .tempdir()
+            .expect("temp dir");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let storage = dir.path().join("storage");
+        fs::create_dir_all(&storage).unwrap();
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
+             maintenance:\n    uploadpurging:\n      enabled: false\n\
+             http:\n  addr: {addr}\n  secret: integration-test-secret\n",
+            storage = storage.display(),
+        );
+        let config_path = dir.path().join("config.yml");
+        fs::write(&config_path, config).unwrap();
+        let log_path = dir.path().join("registry.log");
+        let log = File::create(&log_path).unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"));
+        let mut registry = Registry {
+            child,
+            dir,
+            addr,
+            log_path,
+        };
+        let ready = wait_until(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = registry.child.try_wait() {
+                panic!(
+                    "docker-registry exited early ({status}); log:\n{}",
+                    registry.log()
+                );
+            }
+            matches!(Request::get("/v2/").try_send(addr), Ok(r) if r.status == 200)
+        });
+        assert!(
+            ready,
+            "docker-registry on {addr} not ready within 20 s; log:\n{}",
+            tail(&registry.log(), 4000)
+        );
+        registry
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything the registry printed so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The access-log lines (`127.0.0.1 - - [...] "GET /v2/ HTTP/1.1" 200 ...`).
+    pub fn access_log(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" - - [") && l.contains("HTTP/1."))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// Root of the filesystem storage driver.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// Where the registry keeps the content of a blob (`sha256:<hex>`).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Uploads a blob straight to the registry, bypassing any gateway.
+    /// Returns the digest.
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let (digest, rsp) = upload_blob(self.addr, repo, data);
+        assert_eq!(
+            rsp.status,
+            201,
+            "direct blob upload failed:\n{}",
+            rsp.describe()
+        );
+        digest
+    }
+
+    /// Whether the registry itself has the blob in `repo` (HEAD straight to
+    /// the registry).
+    pub fn has_blob(&self, repo: &str, digest: &str) -> bool {
+        let rsp = Request::head(&format!("/v2/{repo}/blobs/{digest}")).send(self.addr);
+        match rsp.status {
+            200 => true,
+            404 => false,
+            s => panic!("unexpected HEAD status {s}:\n{}", rsp.describe()),
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Uploads a blob to whatever listens on `addr` the way clients do (POST to
+/// open an upload, then a monolithic PUT with `?digest=`). Returns the
+/// digest and the PUT's response.
+pub fn upload_blob(addr: SocketAddr, repo: &str, data: &[u8]) -> (String, super::http::Response) {
+    let digest = super::oci::sha256_bytes(data);
+    let rsp = Request::post(&format!("/v2/{repo}/blobs/uploads/")).send(addr);
+    assert_eq!(
+        rsp.status,
+        202,
+        "opening an upload on {addr}:\n{}",
+        rsp.describe()
+    );
+    let upload = super::http::path_of(rsp.expect_header("location"));
+    let rsp = Request::put(&super::http::with_query(
+        &upload,
+        &format!("digest={digest}"),
+    ))
+    .header("Content-Type", "application/octet-stream")
+    .body(data.to_vec())
+    .send(addr);
+    (digest, rsp)
+}
