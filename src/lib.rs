@@ -7,6 +7,7 @@
 //! error responses, and [`access_log`] at the end.
 
 pub mod access_log;
+pub mod auth;
 pub mod config;
 pub mod proxy;
 pub mod reply;

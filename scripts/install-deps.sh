@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Installs the system packages needed to build, run, test or benchmark the
+# gateway on Debian. Only missing packages are installed, so it is cheap to
+# call from every other script.
+#
+# Usage: scripts/install-deps.sh [run|test|bench]   (default: run)
+set -euo pipefail
+
+mode="${1:-run}"
+
+# Each entry is "command-to-look-for:debian-package"; a path means "file must
+# exist" (some tools live in sbin, or share a name with a shell builtin).
+build=(cmake:cmake gcc:gcc g++:g++ make:make pkg-config:pkg-config)
+case "$mode" in
+  run) wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry) ;;
+  test) wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo) ;;
+  bench)
+    wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
+      wrk:wrk hey:hey /usr/sbin/nginx:nginx-light /usr/bin/time:time)
+    ;;
+  *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=()
+for entry in "${wanted[@]}"; do
+  probe="${entry%%:*}" pkg="${entry#*:}"
+  if [[ "$probe" == /* ]]; then [[ -x "$probe" ]] && continue
+  else command -v "$probe" >/dev/null 2>&1 && continue
+  fi
+  # Any nginx flavour (nginx, nginx-full, ...) will do for the benchmark.
+  [[ "$pkg" == nginx-light ]] && command -v nginx >/dev/null 2>&1 && continue
+  missing+=("$pkg")
+done
+
+# Debian's packages start their own services on install: the registry on
+# :5000 (the gateway's default port) and nginx on :80. We run our own
+# instances on other ports, so the packaged ones must be off.
+quiet_service() {
+  local svc="$1"
+  [[ -e "/etc/init.d/$svc" || -e "/lib/systemd/system/$svc.service" ]] || return 0
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  else
+    service "$svc" stop >/dev/null 2>&1 || invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+}
+
+# A packaged registry started before the init script could track it (e.g. by
+# the package's postinst in a container) is found by its exact command line,
+# so a registry someone started on purpose is never touched.
+kill_packaged_registry() {
+  local p cmd
+  for p in /proc/[0-9]*; do
+    cmd="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
+    if [[ "$cmd" =~ ^(/usr/bin/)?docker-registry\ serve\ /etc/docker/registry/config\.yml\ $ ]]; then
+      echo "install-deps: stopping packaged registry (pid ${p#/proc/}) that holds :5000"
+      kill "${p#/proc/}" 2>/dev/null || true
+    fi
+  done
+}
+
+kill_packaged_nginx() {
+  local pid
+  pid="$(cat /run/nginx.pid 2>/dev/null)" || return 0
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    echo "install-deps: stopping packaged nginx (pid $pid) that holds :80"
+    kill -QUIT "$pid" 2>/dev/null || true
+  fi
+}
+
+if ((${#missing[@]})); then
+  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps: missing packages for '$mode': ${missing[*]}" >&2
+    echo "install them with (as root, on Debian/Ubuntu):" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing for '$mode': ${missing[*]}"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# Done on every call (not just after an install): it is idempotent and also
+# repairs machines where the package was installed by hand earlier.
+if [[ "$(id -u)" == 0 ]]; then
+  if dpkg -s docker-registry >/dev/null 2>&1; then
+    quiet_service docker-registry
+    kill_packaged_registry
+  fi
+  if [[ "$mode" == bench ]] && dpkg -s nginx-common >/dev/null 2>&1; then
+    quiet_service nginx
+    kill_packaged_nginx
+  fi
+fi
+
+echo "install-deps: '$mode' dependencies present"
