@@ -14,6 +14,7 @@ pub fn record(
     error: Option<&Error>,
     registry: Option<&VirtualRegistry>,
     upstream: Option<&Upstream>,
+    user: Option<&str>,
     started: Instant,
 ) {
     if !log::log_enabled!(target: "access", log::Level::Info) {
@@ -34,17 +35,16 @@ pub fn record(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("-");
     let path = req.uri.path();
-    let upstream = upstream
-        .map(|u| u.address.to_string())
-        .unwrap_or_else(|| "-".into());
+    let upstream = upstream.map(|u| u.address.to_string()).unwrap_or_else(|| "-".into());
     let registry = registry.map_or("-", |r| r.name.as_str());
     let error = error.map(|e| format!(" error=\"{e}\"")).unwrap_or_default();
     log::info!(
         target: "access",
-        "{client} {} {host} {path} {status} in={} out={} {:.1}ms registry={registry} upstream={upstream}{error}",
+        "{client} {} {host} {path} {status} in={} out={} {:.1}ms registry={registry} upstream={upstream} user={}{error}",
         req.method,
         session.as_downstream().body_bytes_read(),
         session.as_downstream().body_bytes_sent(),
         started.elapsed().as_secs_f64() * 1000.0,
+        user.unwrap_or("-"),
     );
 }

@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod config;
+pub mod passwd;
 pub mod proxy;
 pub mod reply;
 pub mod rewrite;

@@ -1,8 +1,9 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use registry_gateway::config::GatewayConfig;
+use registry_gateway::passwd::{self, PasswdError};
 
 // mimalloc: Pingora allocates many small objects per request; this cuts
 // per-request CPU measurably over glibc malloc.
@@ -23,11 +24,46 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print a summary.
     Check,
+    /// Add or update a user (bcrypt, as `htpasswd -B`), or delete one.
+    Passwd {
+        /// The htpasswd file (created when missing).
+        file: PathBuf,
+        user: String,
+        /// Remove the user instead.
+        #[arg(long)]
+        delete: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        stdin: bool,
+        /// bcrypt cost (4 to 31); each step doubles the work.
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    if let Some(Command::Passwd {
+        file,
+        user,
+        delete,
+        stdin,
+        cost,
+    }) = &cli.command
+    {
+        return match passwd(file, user, *delete, *stdin, *cost) {
+            Ok(message) => {
+                eprintln!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
 
     let config = match GatewayConfig::load(&cli.config) {
         Ok(c) => c,
@@ -44,6 +80,7 @@ fn main() -> ExitCode {
             println!("{}: configuration OK", config.source.display());
             ExitCode::SUCCESS
         }
+        Some(Command::Passwd { .. }) => unreachable!("handled before loading the configuration"),
         None => match registry_gateway::server::run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -52,4 +89,32 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn passwd(file: &Path, user: &str, delete: bool, stdin: bool, cost: u32) -> Result<String, PasswdError> {
+    passwd::validate_user(user)?;
+    if delete {
+        passwd::update_file(file, user, None)?;
+        return Ok(format!("deleted user {user} from {}", file.display()));
+    }
+    let io = |e| PasswdError::Io("password input".into(), e);
+    let password = if stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(io)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password(format!("New password for {user}: ")).map_err(io)?;
+        let again = rpassword::prompt_password("Re-type new password: ").map_err(io)?;
+        if first != again {
+            return Err(PasswdError::Mismatch);
+        }
+        first
+    };
+    if password.is_empty() {
+        return Err(PasswdError::EmptyPassword);
+    }
+    let line = passwd::bcrypt_line(user, &password, cost)?;
+    let existed = passwd::update_file(file, user, Some(&line))?;
+    let verb = if existed { "updated" } else { "added" };
+    Ok(format!("{verb} user {user} in {}", file.display()))
 }

@@ -15,6 +15,12 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
+use std::net::IpAddr;
+
+use http::HeaderValue;
+use http::header::AUTHORIZATION;
+
+use crate::auth::{AuthOutcome, AuthPolicy, Authenticator};
 use crate::config::GatewayConfig;
 use crate::reply::ErrorReply;
 use crate::rewrite::{self, ClientView, Scheme};
@@ -27,11 +33,43 @@ pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 pub struct RegistryProxy {
     config: Arc<GatewayConfig>,
+    auth: Authenticator,
 }
 
 impl RegistryProxy {
     pub fn new(config: Arc<GatewayConfig>) -> Self {
-        RegistryProxy { config }
+        let auth = Authenticator::new(config.auth_limits);
+        RegistryProxy { config, auth }
+    }
+
+    /// `Ok(true)` when the request may go on; otherwise the answer
+    /// (401 or 429) has been sent.
+    async fn authorize(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        policy: &AuthPolicy,
+        ip: Option<IpAddr>,
+        v2: bool,
+    ) -> Result<bool> {
+        let authorization = session.req_header().headers.get(AUTHORIZATION).cloned();
+        match self.auth.check(policy, authorization.as_ref(), ip).await {
+            AuthOutcome::Allowed { user } => {
+                ctx.user = Some(user);
+                Ok(true)
+            }
+            AuthOutcome::Missing | AuthOutcome::Rejected => {
+                let challenge = ("WWW-Authenticate", policy.challenge.clone());
+                ErrorReply::Unauthorized.send_with(session, v2, Some(challenge)).await?;
+                Ok(false)
+            }
+            AuthOutcome::Throttled { retry_after } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let retry = ("Retry-After", HeaderValue::from(secs));
+                ErrorReply::TooManyRequests.send_with(session, v2, Some(retry)).await?;
+                Ok(false)
+            }
+        }
     }
 
     fn registry_for(&self, _view: &ClientView) -> &Arc<VirtualRegistry> {
@@ -47,6 +85,8 @@ pub struct RequestCtx {
     registry: Option<Arc<VirtualRegistry>>,
     upstream: Option<Arc<Upstream>>,
     view: Option<ClientView>,
+    /// Set when the gateway itself authenticated the request.
+    user: Option<Arc<str>>,
 }
 
 impl Drop for RequestCtx {
@@ -56,11 +96,7 @@ impl Drop for RequestCtx {
 }
 
 fn connection_scheme(session: &Session) -> Scheme {
-    match session
-        .as_downstream()
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-    {
+    match session.as_downstream().digest().and_then(|d| d.ssl_digest.as_ref()) {
         Some(_) => Scheme::Https,
         None => Scheme::Http,
     }
@@ -78,6 +114,7 @@ impl ProxyHttp for RegistryProxy {
             registry: None,
             upstream: None,
             view: None,
+            user: None,
         }
     }
 
@@ -85,11 +122,7 @@ impl ProxyHttp for RegistryProxy {
     // digests must survive byte for byte.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        _ctx: &mut RequestCtx,
-    ) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
         let t = &self.config.timeouts;
         let downstream = session.as_downstream_mut();
         downstream.set_read_timeout(Some(t.client_read));
@@ -116,29 +149,30 @@ impl ProxyHttp for RegistryProxy {
                 .await?;
             return Ok(true);
         }
-        let ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let trusted = ip.is_some_and(|ip| self.config.is_trusted_proxy(ip));
         let view = ClientView::from_request(req, ip, connection_scheme(session), trusted);
-        let registry = self.registry_for(&view);
-        let Some(upstream) = registry.routes.upstream(route) else {
+        let registry = self.registry_for(&view).clone();
+        let Some(target) = registry.routes.target(route) else {
             ErrorReply::NotFound.send(session, v2).await?;
             return Ok(true);
         };
-        ctx.upstream = Some(upstream.clone());
-        ctx.registry = Some(registry.clone());
         ctx.route = Some(route);
         ctx.view = Some(view);
+        if let Some(policy) = &target.auth {
+            // Decided on the same checked path routing used: no other
+            // spelling of a path can reach the upstream unauthenticated.
+            if policy.applies_to(&session.req_header().method) && !self.authorize(session, ctx, policy, ip, v2).await? {
+                ctx.registry = Some(registry);
+                return Ok(true);
+            }
+        }
+        ctx.upstream = Some(target.upstream.clone());
+        ctx.registry = Some(registry);
         Ok(false)
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         match &ctx.upstream {
             Some(u) => Ok(u.peer()),
             None => Error::e_explain(ErrorType::InternalError, "no upstream chosen"),
@@ -153,6 +187,11 @@ impl ProxyHttp for RegistryProxy {
     ) -> Result<()> {
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
             rewrite::prepare_upstream_request(req, view, up.host_header, &up.authority_header);
+            // Credentials the gateway checked are its own business; requests
+            // it did not authenticate keep theirs for the upstream to check.
+            if ctx.user.is_some() && !up.forward_authorization {
+                req.remove_header(&AUTHORIZATION);
+            }
         }
         // Registries speak HTTP/1.1 whatever the client speaks.
         req.set_version(Version::HTTP_11);
@@ -166,22 +205,12 @@ impl ProxyHttp for RegistryProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
-            rewrite::prepare_client_response(
-                resp,
-                &up.authority,
-                view,
-                ctx.route == Some(Route::V2),
-            );
+            rewrite::prepare_client_response(resp, &up.authority, view, ctx.route == Some(Route::V2));
         }
         Ok(())
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let reply = classify_failure(e);
         if let (Some(reply), Some(up)) = (reply, &ctx.upstream) {
             if matches!(reply, ErrorReply::BadGateway | ErrorReply::GatewayTimeout) {
@@ -217,6 +246,7 @@ impl ProxyHttp for RegistryProxy {
             e,
             ctx.registry.as_deref(),
             ctx.upstream.as_deref(),
+            ctx.user.as_deref(),
             ctx.started,
         );
     }

@@ -2,7 +2,10 @@
 //! (`{"errors":[{"code":...,"message":...}]}`), so clients show a reason
 //! instead of an empty body.
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -13,6 +16,10 @@ pub enum ErrorReply {
     /// No route for the path, or a malformed path.
     NotFound,
     BadRequest(&'static str),
+    /// Credentials missing or wrong; sent with the realm's challenge.
+    Unauthorized,
+    /// Too many wrong credentials from this client; sent with Retry-After.
+    TooManyRequests,
     /// The upstream refused, was unreachable or broke the exchange.
     BadGateway,
     GatewayTimeout,
@@ -24,6 +31,8 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound => 404,
             ErrorReply::BadRequest(_) => 400,
+            ErrorReply::Unauthorized => 401,
+            ErrorReply::TooManyRequests => 429,
             ErrorReply::BadGateway => 502,
             ErrorReply::GatewayTimeout => 504,
             ErrorReply::Internal => 500,
@@ -34,6 +43,8 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound => "NOT_FOUND",
             ErrorReply::BadRequest(_) => "BAD_REQUEST",
+            ErrorReply::Unauthorized => "UNAUTHORIZED",
+            ErrorReply::TooManyRequests => "TOOMANYREQUESTS",
             ErrorReply::BadGateway => "BAD_GATEWAY",
             ErrorReply::GatewayTimeout => "GATEWAY_TIMEOUT",
             ErrorReply::Internal => "UNKNOWN",
@@ -44,6 +55,8 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound => "no registry route for this path",
             ErrorReply::BadRequest(why) => why,
+            ErrorReply::Unauthorized => "authentication required",
+            ErrorReply::TooManyRequests => "too many failed logins from this address; retry later",
             ErrorReply::BadGateway => "upstream registry unavailable",
             ErrorReply::GatewayTimeout => "upstream registry timed out",
             ErrorReply::Internal => "internal gateway error",
@@ -62,19 +75,58 @@ impl ErrorReply {
 
     /// Writes the reply; `v2` adds the registry API version header.
     pub async fn send(self, session: &mut Session, v2: bool) -> pingora::Result<()> {
+        self.send_with(session, v2, None).await
+    }
+
+    /// Writes the reply with one extra header (a challenge, Retry-After),
+    /// then reads and discards a bounded part of an unread request body,
+    /// so a client still sending sees this answer rather than a reset.
+    pub async fn send_with(
+        self,
+        session: &mut Session,
+        v2: bool,
+        extra: Option<(&'static str, HeaderValue)>,
+    ) -> pingora::Result<()> {
         let body = self.body();
-        let mut resp = ResponseHeader::build(self.status(), Some(3))?;
+        let mut resp = ResponseHeader::build(self.status(), Some(5))?;
+        if let Some((name, value)) = extra {
+            resp.insert_header(name, value)?;
+        }
         resp.insert_header("Content-Type", "application/json; charset=utf-8")?;
         resp.insert_header("Content-Length", body.len())?;
         if v2 {
             resp.insert_header(API_VERSION_TITLE, API_VERSION_VALUE)?;
         }
-        // Also closes the connection: the request body may not have been read.
-        session
-            .as_downstream_mut()
-            .write_error_response(resp, body)
-            .await
+        // Also closes the connection after this response.
+        session.as_downstream_mut().write_error_response(resp, body).await?;
+        drain_request_body(session).await;
+        Ok(())
     }
+}
+
+/// Bounds on reading a rejected request's body before closing.
+const DRAIN_BYTES: usize = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+async fn drain_request_body(session: &mut Session) {
+    let downstream = session.as_downstream_mut();
+    // A client waiting for 100-continue never sends the body.
+    let expects_continue = downstream
+        .get_header(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue || downstream.is_body_done() {
+        return;
+    }
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = downstream.read_request_body().await {
+            read += chunk.len();
+            if read >= DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn push_json_escaped(out: &mut String, s: &str) {
@@ -99,10 +151,6 @@ mod tests {
             b"{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"no registry route for this path\"}]}\n"
         );
         let b = ErrorReply::BadRequest("quote \" back\\slash").body();
-        assert!(
-            std::str::from_utf8(&b)
-                .unwrap()
-                .contains(r#""quote \" back\\slash""#)
-        );
+        assert!(std::str::from_utf8(&b).unwrap().contains(r#""quote \" back\\slash""#));
     }
 }

@@ -69,12 +69,7 @@ pub struct ClientView {
 }
 
 impl ClientView {
-    pub fn from_request(
-        req: &RequestHeader,
-        ip: Option<IpAddr>,
-        conn: Scheme,
-        trusted: bool,
-    ) -> Self {
+    pub fn from_request(req: &RequestHeader, ip: Option<IpAddr>, conn: Scheme, trusted: bool) -> Self {
         let mut scheme = conn;
         let mut authority = None;
         if trusted {
@@ -102,9 +97,7 @@ pub fn request_authority(req: &RequestHeader) -> Option<HeaderValue> {
     if let Some(h) = req.headers.get(HOST) {
         return Some(h.clone());
     }
-    req.uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 fn first_list_item(v: Option<&HeaderValue>) -> Option<&str> {
@@ -195,20 +188,15 @@ fn set_or_remove(req: &mut RequestHeader, name: HeaderName, value: Option<String
 /// upstream (or at the address the upstream was told the client used).
 /// Anything else, such as a redirect to object storage with a signed URL,
 /// is left alone: `None`.
-pub fn rewrite_location(
-    location: &[u8],
-    upstream_authority: &str,
-    view: &ClientView,
-) -> Option<HeaderValue> {
+pub fn rewrite_location(location: &[u8], upstream_authority: &str, view: &ClientView) -> Option<HeaderValue> {
     let client_authority = view.authority.as_ref()?.as_bytes();
-    let (scheme_len, rest) =
-        if location.len() >= 7 && location[..7].eq_ignore_ascii_case(b"http://") {
-            (7, &location[7..])
-        } else if location.len() >= 8 && location[..8].eq_ignore_ascii_case(b"https://") {
-            (8, &location[8..])
-        } else {
-            return None;
-        };
+    let (scheme_len, rest) = if location.len() >= 7 && location[..7].eq_ignore_ascii_case(b"http://") {
+        (7, &location[7..])
+    } else if location.len() >= 8 && location[..8].eq_ignore_ascii_case(b"https://") {
+        (8, &location[8..])
+    } else {
+        return None;
+    };
     let end = rest
         .iter()
         .position(|b| matches!(b, b'/' | b'?' | b'#'))
@@ -220,9 +208,7 @@ pub fn rewrite_location(
         return None;
     }
     let scheme = view.scheme.as_str();
-    if authority == client_authority
-        && location[..scheme_len - 3].eq_ignore_ascii_case(scheme.as_bytes())
-    {
+    if authority == client_authority && location[..scheme_len - 3].eq_ignore_ascii_case(scheme.as_bytes()) {
         return None; // already client-facing
     }
     let mut out = Vec::with_capacity(scheme.len() + 3 + client_authority.len() + tail.len());
@@ -234,12 +220,7 @@ pub fn rewrite_location(
 }
 
 /// Applies Location rewriting and the API version header to a response.
-pub fn prepare_client_response(
-    resp: &mut ResponseHeader,
-    upstream_authority: &str,
-    view: &ClientView,
-    v2: bool,
-) {
+pub fn prepare_client_response(resp: &mut ResponseHeader, upstream_authority: &str, view: &ClientView, v2: bool) {
     if let Some(new) = resp
         .headers
         .get(LOCATION)
@@ -310,14 +291,8 @@ mod tests {
         let up = HeaderValue::from_static("127.0.0.1:15000");
         prepare_upstream_request(&mut req, &view, HostHeaderMode::Upstream, &up);
         assert_eq!(header(&req, "host"), Some("127.0.0.1:15000"));
-        assert_eq!(
-            header(&req, "x-forwarded-for"),
-            Some("203.0.113.9, 10.0.0.2")
-        );
-        assert_eq!(
-            header(&req, "x-forwarded-host"),
-            Some("registry.example:8443")
-        );
+        assert_eq!(header(&req, "x-forwarded-for"), Some("203.0.113.9, 10.0.0.2"));
+        assert_eq!(header(&req, "x-forwarded-host"), Some("registry.example:8443"));
         assert_eq!(header(&req, "x-forwarded-proto"), Some("https"));
         assert_eq!(header(&req, "x-real-ip"), Some("10.0.0.2"));
     }
@@ -347,19 +322,14 @@ mod tests {
     }
 
     fn rw(loc: &str, v: &ClientView) -> Option<String> {
-        rewrite_location(loc.as_bytes(), "127.0.0.1:15000", v)
-            .map(|h| h.to_str().unwrap().to_owned())
+        rewrite_location(loc.as_bytes(), "127.0.0.1:15000", v).map(|h| h.to_str().unwrap().to_owned())
     }
 
     #[test]
     fn location_pointing_at_upstream_becomes_client_facing() {
         let v = view("gw.example:5000", Scheme::Http);
         assert_eq!(
-            rw(
-                "http://127.0.0.1:15000/v2/x/blobs/uploads/u1?_state=a%2Fb&x=1",
-                &v
-            )
-            .as_deref(),
+            rw("http://127.0.0.1:15000/v2/x/blobs/uploads/u1?_state=a%2Fb&x=1", &v).as_deref(),
             Some("http://gw.example:5000/v2/x/blobs/uploads/u1?_state=a%2Fb&x=1")
         );
         let tls = view("gw.example", Scheme::Https);
@@ -376,10 +346,7 @@ mod tests {
     #[test]
     fn foreign_and_relative_locations_pass_untouched() {
         let v = view("gw.example:5000", Scheme::Http);
-        assert_eq!(
-            rw("https://bucket.s3.example/blob?X-Amz-Signature=abc", &v),
-            None
-        );
+        assert_eq!(rw("https://bucket.s3.example/blob?X-Amz-Signature=abc", &v), None);
         assert_eq!(rw("/v2/x/blobs/uploads/u1", &v), None);
         assert_eq!(rw("http://gw.example:5000/v2/", &v), None, "already right");
         assert_eq!(rw("http://127.0.0.1:150001/v2/", &v), None);

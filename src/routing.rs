@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::AuthPolicy;
 use crate::upstream::Upstream;
 
 /// The kinds of path the gateway serves.
@@ -86,17 +87,25 @@ fn decode_hex(hex: &[u8]) -> Option<u8> {
     Some(digit(hex[0])? << 4 | digit(hex[1])?)
 }
 
-/// Which upstream serves each route of a virtual registry.
+/// Where one route of a virtual registry goes, and who may use it.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    pub upstream: Arc<Upstream>,
+    /// `None`: no credentials required (Authorization passes through).
+    pub auth: Option<Arc<AuthPolicy>>,
+}
+
+/// The routes of a virtual registry.
 #[derive(Debug)]
 pub struct RouteTable {
-    pub v2: Arc<Upstream>,
-    pub ping: Arc<Upstream>,
+    pub v2: RouteTarget,
+    pub ping: RouteTarget,
     /// `None`: legacy paths answer 404.
-    pub v1: Option<Arc<Upstream>>,
+    pub v1: Option<RouteTarget>,
 }
 
 impl RouteTable {
-    pub fn upstream(&self, route: Route) -> Option<&Arc<Upstream>> {
+    pub fn target(&self, route: Route) -> Option<&RouteTarget> {
         match route {
             Route::V2 => Some(&self.v2),
             Route::Ping => Some(&self.ping),
@@ -144,15 +153,7 @@ mod tests {
 
     #[test]
     fn other_paths_are_unknown() {
-        for p in [
-            "/",
-            "/admin",
-            "/v3/",
-            "/v2x",
-            "/V2/",
-            "/_ping/x",
-            "/favicon.ico",
-        ] {
+        for p in ["/", "/admin", "/v3/", "/v2x", "/V2/", "/_ping/x", "/favicon.ico"] {
             assert_eq!(c(p), Err(PathRejection::Unknown), "{p}");
         }
     }

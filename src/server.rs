@@ -6,7 +6,7 @@
 //! | SIGTERM | stop accepting, drain in-flight up to grace period | fast shutdown         |
 //! | SIGQUIT | same as SIGTERM                                    | graceful shutdown     |
 //! | SIGINT  | exit at once                                       | fast shutdown         |
-//! | SIGHUP  | logged; reload hook (nothing reloadable yet)       | reload configuration  |
+//! | SIGHUP  | re-read htpasswd files                             | reload configuration  |
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -46,7 +46,12 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
             source,
         })?;
     }
-    install_sighup_handler()?;
+    let files = config.htpasswd_files.clone();
+    crate::auth::htpasswd::watch(files.clone(), HTPASSWD_POLL);
+    install_sighup_handler(move || {
+        log::info!("SIGHUP received: re-reading {} htpasswd file(s)", files.len());
+        crate::auth::htpasswd::reload_all(&files, true);
+    })?;
 
     let config = Arc::new(config);
     let grace = config.server.grace_period;
@@ -87,20 +92,22 @@ fn describe_upstreams(config: &GatewayConfig) -> String {
     let r = config.default_registry();
     format!(
         "{} via upstream {} (http://{})",
-        r.name, r.routes.v2.name, r.routes.v2.authority
+        r.name, r.routes.v2.upstream.name, r.routes.v2.upstream.authority
     )
 }
 
+/// How often htpasswd files are checked for changes.
+const HTPASSWD_POLL: Duration = Duration::from_secs(2);
+
 /// Pingora leaves SIGHUP at its default action, which kills the process.
-fn install_sighup_handler() -> Result<(), StartError> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .map_err(StartError::Signal)?;
+fn install_sighup_handler(on_hup: impl Fn() + Send + 'static) -> Result<(), StartError> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).map_err(StartError::Signal)?;
     std::thread::Builder::new()
         .name("sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
-                // Reload of htpasswd files and certificates hooks in here.
-                log::info!("SIGHUP received: nothing to reload yet, still running");
+                // Certificate reload hooks in here too once TLS lands.
+                on_hup();
             }
         })
         .map_err(StartError::Signal)?;

@@ -7,7 +7,7 @@ use http::HeaderValue;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::HostHeaderMode;
-use crate::config::values::UpstreamUrl;
+use crate::config::file::UpstreamSection;
 
 /// Idle (per read / per write) timeouts. There is deliberately no total
 /// request timeout: a multi-GB push legitimately runs for many minutes.
@@ -37,21 +37,17 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    pub(crate) fn from_section(
-        s: &crate::config::file::TimeoutsSection,
-        report: &mut dyn FnMut(&str, String),
-    ) -> Self {
+    pub(crate) fn from_section(s: &crate::config::file::TimeoutsSection, report: &mut dyn FnMut(&str, String)) -> Self {
         let d = Timeouts::default();
-        let mut pick =
-            |key: &str, v: Option<crate::config::values::Duration>, default: Duration| {
-                let v = v.map_or(default, |v| v.0);
-                if v.is_zero() {
-                    report(key, "must be greater than zero: `0`".to_owned());
-                    default
-                } else {
-                    v
-                }
-            };
+        let mut pick = |key: &str, v: Option<crate::config::values::Duration>, default: Duration| {
+            let v = v.map_or(default, |v| v.0);
+            if v.is_zero() {
+                report(key, "must be greater than zero: `0`".to_owned());
+                default
+            } else {
+                v
+            }
+        };
         Timeouts {
             connect: pick("connect", s.connect, d.connect),
             upstream_read: pick("upstream_read", s.upstream_read, d.upstream_read),
@@ -74,6 +70,8 @@ pub struct Upstream {
     pub host_header: HostHeaderMode,
     /// The Host header sent in `HostHeaderMode::Upstream`.
     pub authority_header: HeaderValue,
+    /// Keep Authorization on requests the gateway authenticated.
+    pub forward_authorization: bool,
     peer: HttpPeer,
 }
 
@@ -81,7 +79,8 @@ pub struct Upstream {
 const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
 
 impl Upstream {
-    pub fn new(name: &str, url: &UpstreamUrl, host_header: HostHeaderMode, t: &Timeouts) -> Self {
+    pub fn new(name: &str, section: &UpstreamSection, t: &Timeouts) -> Self {
+        let url = &section.url;
         let mut peer = HttpPeer::new(url.address, false, String::new());
         peer.options.connection_timeout = Some(t.connect);
         peer.options.read_timeout = Some(t.upstream_read);
@@ -91,7 +90,8 @@ impl Upstream {
             name: name.to_owned(),
             address: url.address,
             authority: url.authority.clone(),
-            host_header,
+            host_header: section.host_header,
+            forward_authorization: section.forward_authorization,
             authority_header: HeaderValue::from_str(&url.authority)
                 .expect("authority was parsed by http::uri::Authority"),
             peer,

@@ -40,11 +40,7 @@ fn start_upload(gateway: &Gateway, repo: &str) -> String {
     assert_eq!(rsp.status, 202, "starting an upload:\n{}", rsp.describe());
     assert_api_version_once(&rsp);
     assert_eq!(rsp.header("range"), Some("0-0"), "{}", rsp.describe());
-    assert!(
-        rsp.header("docker-upload-uuid").is_some(),
-        "{}",
-        rsp.describe()
-    );
+    assert!(rsp.header("docker-upload-uuid").is_some(), "{}", rsp.describe());
     path_of(&assert_location_at_gateway(&rsp, gateway))
 }
 
@@ -63,12 +59,7 @@ fn assert_blob_served(gateway: &Gateway, repo: &str, digest: &str, data: &[u8]) 
     let rsp = Request::get(&format!("/v2/{repo}/blobs/{digest}")).send(gateway.addr());
     assert_eq!(rsp.status, 200, "{}", rsp.describe());
     assert_api_version_once(&rsp);
-    assert_eq!(
-        rsp.header("docker-content-digest"),
-        Some(digest),
-        "{}",
-        rsp.describe()
-    );
+    assert_eq!(rsp.header("docker-content-digest"), Some(digest), "{}", rsp.describe());
     assert!(
         rsp.body == data,
         "blob {digest} came back with different bytes ({} bytes)",
@@ -78,12 +69,7 @@ fn assert_blob_served(gateway: &Gateway, repo: &str, digest: &str, data: &[u8]) 
 
 /// Pushes a config, one layer and a manifest; returns (manifest bytes,
 /// manifest digest, layer digest).
-fn push_image(
-    gateway: &Gateway,
-    repo: &str,
-    tags: &[&str],
-    seed: u64,
-) -> (Vec<u8>, String, String) {
+fn push_image(gateway: &Gateway, repo: &str, tags: &[&str], seed: u64) -> (Vec<u8>, String, String) {
     let layer = random_bytes(seed, 4096 + seed as usize);
     let layer_digest = push_blob(gateway, repo, &layer);
     let config = serde_json::to_vec(&serde_json::json!({
@@ -108,10 +94,7 @@ fn push_image(
             .send(gateway.addr());
         assert_eq!(rsp.status, 201, "manifest PUT:\n{}", rsp.describe());
         assert_api_version_once(&rsp);
-        assert_eq!(
-            rsp.header("docker-content-digest"),
-            Some(manifest_digest.as_str())
-        );
+        assert_eq!(rsp.header("docker-content-digest"), Some(manifest_digest.as_str()));
         assert_location_at_gateway(&rsp, gateway);
     }
     (manifest, manifest_digest, layer_digest)
@@ -131,10 +114,7 @@ fn monolithic_upload(host_header: &str) {
     assert_api_version_once(&rsp);
     assert_eq!(rsp.header("docker-content-digest"), Some(digest.as_str()));
     let location = assert_location_at_gateway(&rsp, &s.gateway);
-    assert_eq!(
-        location,
-        format!("{}/v2/library/mono/blobs/{digest}", s.gateway.url())
-    );
+    assert_eq!(location, format!("{}/v2/library/mono/blobs/{digest}", s.gateway.url()));
 
     assert_blob_served(&s.gateway, "library/mono", &digest, &data);
     assert!(
@@ -178,10 +158,7 @@ fn chunked_upload_with_patch_sequence() {
 
     let rsp = Request::patch(&upload)
         .header("Content-Type", "application/octet-stream")
-        .header(
-            "Content-Range",
-            &format!("{}-{}", first.len(), data.len() - 1),
-        )
+        .header("Content-Range", &format!("{}-{}", first.len(), data.len() - 1))
         .body(second.to_vec())
         .send(s.gateway.addr());
     assert_eq!(rsp.status, 202, "second PATCH:\n{}", rsp.describe());
@@ -203,8 +180,7 @@ fn chunked_upload_with_patch_sequence() {
         rsp.describe()
     );
 
-    let rsp =
-        Request::put(&with_query(&upload, &format!("digest={digest}"))).send(s.gateway.addr());
+    let rsp = Request::put(&with_query(&upload, &format!("digest={digest}"))).send(s.gateway.addr());
     assert_eq!(rsp.status, 201, "closing PUT:\n{}", rsp.describe());
     assert_api_version_once(&rsp);
     assert_blob_served(&s.gateway, "chunked/repo", &digest, &data);
@@ -231,8 +207,7 @@ fn patch_with_transfer_encoding_chunked_and_no_content_length() {
     );
     let upload = path_of(&assert_location_at_gateway(&rsp, &s.gateway));
 
-    let rsp =
-        Request::put(&with_query(&upload, &format!("digest={digest}"))).send(s.gateway.addr());
+    let rsp = Request::put(&with_query(&upload, &format!("digest={digest}"))).send(s.gateway.addr());
     assert_eq!(rsp.status, 201, "closing PUT:\n{}", rsp.describe());
     assert_blob_served(&s.gateway, "te/chunked", &digest, &data);
 }
@@ -278,19 +253,13 @@ fn single_post_with_digest_is_relayed_as_the_upstream_answers_it() {
     );
 
     if rsp.status == 201 {
-        assert_eq!(
-            location,
-            format!("{}/v2/single/post/blobs/{digest}", s.gateway.url())
-        );
+        assert_eq!(location, format!("{}/v2/single/post/blobs/{digest}", s.gateway.url()));
     } else {
         assert_eq!(rsp.status, 202, "{}", rsp.describe());
-        let rsp = Request::put(&with_query(
-            &path_of(&location),
-            &format!("digest={digest}"),
-        ))
-        .header("Content-Type", "application/octet-stream")
-        .body(data.clone())
-        .send(s.gateway.addr());
+        let rsp = Request::put(&with_query(&path_of(&location), &format!("digest={digest}")))
+            .header("Content-Type", "application/octet-stream")
+            .body(data.clone())
+            .send(s.gateway.addr());
         assert_eq!(rsp.status, 201, "fallback PUT:\n{}", rsp.describe());
     }
     assert_blob_served(&s.gateway, "single/post", &digest, &data);
@@ -313,12 +282,7 @@ fn range_get_of_a_blob_answers_206_with_exact_bytes_and_unsatisfiable_range_answ
         "{}",
         rsp.describe()
     );
-    assert_eq!(
-        rsp.header("content-length"),
-        Some("1000"),
-        "{}",
-        rsp.describe()
-    );
+    assert_eq!(rsp.header("content-length"), Some("1000"), "{}", rsp.describe());
     assert!(rsp.body == data[1000..2000], "ranged bytes differ");
 
     let rsp = Request::get(&format!("/v2/ranges/repo/blobs/{digest}"))
@@ -339,11 +303,7 @@ fn range_get_of_a_blob_answers_206_with_exact_bytes_and_unsatisfiable_range_answ
 fn head_and_trailing_bytes(gateway: &Gateway, target: &str, accept: &str) -> (Response, Vec<u8>) {
     let mut conn = Conn::open(gateway.addr());
     conn.set_read_timeout(std::time::Duration::from_secs(5));
-    conn.send(
-        &Request::head(target)
-            .header("Accept", accept)
-            .to_bytes(gateway.addr()),
-    );
+    conn.send(&Request::head(target).header("Accept", accept).to_bytes(gateway.addr()));
     let rsp = conn.read_response("HEAD");
     let rest = conn.read_to_end().unwrap_or_default();
     (rsp, rest)
@@ -354,8 +314,7 @@ fn head_of_a_manifest_keeps_length_digest_and_type_with_an_empty_body() {
     let s = setup();
     let (manifest, digest, layer) = push_image(&s.gateway, "heads/repo", &["v1"], 6);
 
-    let (rsp, rest) =
-        head_and_trailing_bytes(&s.gateway, "/v2/heads/repo/manifests/v1", MEDIA_MANIFEST);
+    let (rsp, rest) = head_and_trailing_bytes(&s.gateway, "/v2/heads/repo/manifests/v1", MEDIA_MANIFEST);
     assert_eq!(rsp.status, 200, "{}", rsp.describe());
     assert_api_version_once(&rsp);
     assert_eq!(
@@ -370,39 +329,20 @@ fn head_of_a_manifest_keeps_length_digest_and_type_with_an_empty_body() {
         "{}",
         rsp.describe()
     );
-    assert_eq!(
-        rsp.header("content-type"),
-        Some(MEDIA_MANIFEST),
-        "{}",
-        rsp.describe()
-    );
-    assert!(
-        rest.is_empty(),
-        "HEAD response carried {} body bytes",
-        rest.len()
-    );
+    assert_eq!(rsp.header("content-type"), Some(MEDIA_MANIFEST), "{}", rsp.describe());
+    assert!(rest.is_empty(), "HEAD response carried {} body bytes", rest.len());
 
-    let (rsp, rest) =
-        head_and_trailing_bytes(&s.gateway, &format!("/v2/heads/repo/blobs/{layer}"), "*/*");
+    let (rsp, rest) = head_and_trailing_bytes(&s.gateway, &format!("/v2/heads/repo/blobs/{layer}"), "*/*");
     assert_eq!(rsp.status, 200, "{}", rsp.describe());
     assert_api_version_once(&rsp);
-    assert_eq!(
-        rsp.header("content-length"),
-        Some("4102"),
-        "{}",
-        rsp.describe()
-    );
+    assert_eq!(rsp.header("content-length"), Some("4102"), "{}", rsp.describe());
     assert_eq!(
         rsp.header("docker-content-digest"),
         Some(layer.as_str()),
         "{}",
         rsp.describe()
     );
-    assert!(
-        rest.is_empty(),
-        "HEAD response carried {} body bytes",
-        rest.len()
-    );
+    assert!(rest.is_empty(), "HEAD response carried {} body bytes", rest.len());
 
     // GET returns the very bytes that were pushed.
     let rsp = Request::get("/v2/heads/repo/manifests/v1")
@@ -417,8 +357,7 @@ fn deleting_a_blob_and_a_manifest_answers_202_and_then_404() {
     let s = setup();
     let (_, manifest_digest, layer) = push_image(&s.gateway, "deletes/repo", &["v1"], 7);
 
-    let rsp = Request::delete(&format!("/v2/deletes/repo/manifests/{manifest_digest}"))
-        .send(s.gateway.addr());
+    let rsp = Request::delete(&format!("/v2/deletes/repo/manifests/{manifest_digest}")).send(s.gateway.addr());
     assert_eq!(rsp.status, 202, "manifest DELETE:\n{}", rsp.describe());
     assert_api_version_once(&rsp);
     let rsp = Request::get(&format!("/v2/deletes/repo/manifests/{manifest_digest}"))
@@ -507,11 +446,7 @@ fn api_version_header_appears_exactly_once_on_v2_responses() {
         "/v2/no/such/manifests/latest",
     ] {
         let rsp = Request::get(target).send(s.gateway.addr());
-        assert!(
-            rsp.status == 200 || rsp.status == 404,
-            "{target}:\n{}",
-            rsp.describe()
-        );
+        assert!(rsp.status == 200 || rsp.status == 404, "{target}:\n{}", rsp.describe());
         assert_api_version_once(&rsp);
     }
     let rsp = Request::head("/v2/").send(s.gateway.addr());

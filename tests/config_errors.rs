@@ -32,10 +32,7 @@ struct ConfigFile {
 }
 
 fn write_config(yaml: &str) -> ConfigFile {
-    let dir = tempfile::Builder::new()
-        .prefix("gateway-config-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("gateway-config-").tempdir().unwrap();
     let path = dir.path().join("gateway.yaml");
     std::fs::write(&path, yaml).unwrap();
     ConfigFile { _dir: dir, path }
@@ -50,11 +47,7 @@ fn text(out: &Output) -> (String, String) {
 
 /// Replaces exactly one occurrence of `from` in the valid config.
 fn valid_with(from: &str, to: &str) -> String {
-    assert_eq!(
-        VALID.matches(from).count(),
-        1,
-        "{from:?} must occur once in VALID"
-    );
+    assert_eq!(VALID.matches(from).count(), 1, "{from:?} must occur once in VALID");
     VALID.replacen(from, to, 1)
 }
 
@@ -175,10 +168,7 @@ fn unknown_key_in_timeouts() {
 
 #[test]
 fn unknown_key_in_server() {
-    let yaml = valid_with(
-        "  grace_period: 10s\n",
-        "  grace_period: 10s\n  treads: 2\n",
-    );
+    let yaml = valid_with("  grace_period: 10s\n", "  grace_period: 10s\n  treads: 2\n");
     assert_check_fails(&yaml, &["server", "`treads`", "at line"]);
 }
 
@@ -208,26 +198,14 @@ fn upstream_url_that_is_not_a_url() {
 
 #[test]
 fn upstream_url_with_a_path() {
-    let yaml = valid_with(
-        "\"http://127.0.0.1:15000\"",
-        "\"http://127.0.0.1:15000/v2/\"",
-    );
-    assert_check_fails(
-        &yaml,
-        &["upstreams.registry.url", "`http://127.0.0.1:15000/v2/`"],
-    );
+    let yaml = valid_with("\"http://127.0.0.1:15000\"", "\"http://127.0.0.1:15000/v2/\"");
+    assert_check_fails(&yaml, &["upstreams.registry.url", "`http://127.0.0.1:15000/v2/`"]);
 }
 
 #[test]
 fn upstream_url_with_a_query() {
-    let yaml = valid_with(
-        "\"http://127.0.0.1:15000\"",
-        "\"http://127.0.0.1:15000?token=x\"",
-    );
-    assert_check_fails(
-        &yaml,
-        &["upstreams.registry.url", "`http://127.0.0.1:15000?token=x`"],
-    );
+    let yaml = valid_with("\"http://127.0.0.1:15000\"", "\"http://127.0.0.1:15000?token=x\"");
+    assert_check_fails(&yaml, &["upstreams.registry.url", "`http://127.0.0.1:15000?token=x`"]);
 }
 
 #[test]
@@ -265,10 +243,7 @@ fn bad_cidr_in_trusted_proxies() {
 
 #[test]
 fn trusted_proxy_that_is_not_an_ip() {
-    let yaml = valid_with(
-        "  trusted_proxies: []\n",
-        "  trusted_proxies: [\"proxy.internal\"]\n",
-    );
+    let yaml = valid_with("  trusted_proxies: []\n", "  trusted_proxies: [\"proxy.internal\"]\n");
     assert_check_fails(&yaml, &["server.trusted_proxies[0]", "`proxy.internal`"]);
 }
 
@@ -311,10 +286,7 @@ fn missing_file_is_named() {
     let path = dir.path().join("does-not-exist.yaml");
     let out = run_check(&path);
     let (stdout, stderr) = text(&out);
-    assert!(
-        !out.status.success(),
-        "check succeeded on a missing file:\n{stdout}"
-    );
+    assert!(!out.status.success(), "check succeeded on a missing file:\n{stdout}");
     assert!(
         stderr.contains("error:") && stderr.contains(&path.display().to_string()),
         "stderr must name the missing file {}:\n{stderr}",
@@ -343,15 +315,12 @@ fn running_with_an_invalid_config_fails_fast_with_the_same_error() {
     let file = write_config(&yaml);
     let out = run_expecting_exit(&file.path, Duration::from_secs(10));
     let (_, stderr) = text(&out);
-    assert!(
-        !out.status.success(),
-        "the server started with an invalid config"
-    );
+    assert!(!out.status.success(), "the server started with an invalid config");
     let prefix = format!("error: {}: ", file.path.display());
     assert!(
-        stderr.lines().any(|l| l.contains(&prefix)
-            && l.contains("listeners[0].address")
-            && l.contains("`nope:99999`")),
+        stderr
+            .lines()
+            .any(|l| l.contains(&prefix) && l.contains("listeners[0].address") && l.contains("`nope:99999`")),
         "stderr must carry the same error line:\n{stderr}"
     );
 }

@@ -30,17 +30,9 @@ fn upstream_down_answers_502_json_and_the_gateway_keeps_serving() {
     let port = free_port();
     let mut gateway = Gateway::start(&GatewayConfig::for_url(&format!("http://127.0.0.1:{port}")));
 
-    for target in [
-        "/v2/",
-        "/v2/library/x/tags/list",
-        "/v2/library/x/blobs/uploads/",
-    ] {
+    for target in ["/v2/", "/v2/library/x/tags/list", "/v2/library/x/blobs/uploads/"] {
         let started = Instant::now();
-        let method = if target.ends_with("uploads/") {
-            "POST"
-        } else {
-            "GET"
-        };
+        let method = if target.ends_with("uploads/") { "POST" } else { "GET" };
         let rsp = Request::new(method, target).send(gateway.addr());
         assert_json_error(&rsp, 502, "BAD_GATEWAY");
         assert_api_version_once(&rsp);
@@ -55,12 +47,7 @@ fn upstream_down_answers_502_json_and_the_gateway_keeps_serving() {
     // Bring the upstream up on that port: the same gateway now proxies.
     let _registry = Registry::start_on(port);
     let rsp = Request::get("/v2/").send(gateway.addr());
-    assert_eq!(
-        rsp.status,
-        200,
-        "after the upstream came back:\n{}",
-        rsp.describe()
-    );
+    assert_eq!(rsp.status, 200, "after the upstream came back:\n{}", rsp.describe());
 }
 
 #[test]
@@ -140,9 +127,7 @@ fn client_aborting_mid_download_leaves_the_gateway_serving() {
     for _ in 0..3 {
         let mut conn = Conn::open(gateway.addr());
         conn.send(&Request::get(&target).to_bytes(gateway.addr()));
-        let got = conn
-            .read_some(256 * 1024)
-            .expect("first bytes of the download");
+        let got = conn.read_some(256 * 1024).expect("first bytes of the download");
         assert!(
             got.starts_with(b"HTTP/1.1 200"),
             "{}",
@@ -168,14 +153,11 @@ fn expect_continue(gateway: &Gateway, req: Request, body: &[u8]) -> Response {
     let method = req.method().to_string();
     let mut conn = Conn::open(gateway.addr());
     conn.set_read_timeout(Duration::from_secs(2));
-    conn.send(
-        &req.header("Expect", "100-continue")
-            .head_bytes(gateway.addr()),
-    );
+    conn.send(&req.header("Expect", "100-continue").head_bytes(gateway.addr()));
     let started = Instant::now();
-    let head = conn.read_head().unwrap_or_else(|e| {
-        panic!("no interim response within 2 s of an Expect: 100-continue {method} ({e})")
-    });
+    let head = conn
+        .read_head()
+        .unwrap_or_else(|e| panic!("no interim response within 2 s of an Expect: 100-continue {method} ({e})"));
     assert_eq!(
         head.status, 100,
         "expected 100 Continue, got {} {:?}",
@@ -220,10 +202,7 @@ fn expect_100_continue_is_relayed_promptly_on_patch_and_put() {
 
     let rsp = Request::get(&format!("/v2/expect/repo/blobs/{digest}")).send(gateway.addr());
     assert_eq!(rsp.status, 200, "{}", rsp.describe());
-    assert!(
-        rsp.body == data,
-        "blob uploaded with Expect: 100-continue is corrupt"
-    );
+    assert!(rsp.body == data, "blob uploaded with Expect: 100-continue is corrupt");
 }
 
 /// What a brand-new client gets once the gateway is shutting down: `None`
@@ -232,8 +211,7 @@ fn expect_100_continue_is_relayed_promptly_on_patch_and_put() {
 fn new_request_outcome(gateway: &Gateway) -> Option<u16> {
     let mut conn = Conn::try_open(gateway.addr()).ok()?;
     conn.set_read_timeout(Duration::from_secs(1));
-    conn.try_send(&Request::get("/v2/").to_bytes(gateway.addr()))
-        .ok()?;
+    conn.try_send(&Request::get("/v2/").to_bytes(gateway.addr())).ok()?;
     conn.try_read_response("GET").ok().map(|r| r.status)
 }
 
@@ -266,9 +244,7 @@ fn sigterm_drains_an_in_flight_upload_then_exits_0() {
         gateway.log()
     );
     if let Some(status) = new_request_outcome(&gateway) {
-        panic!(
-            "a new request after SIGTERM was served with {status}; the gateway must stop accepting"
-        );
+        panic!("a new request after SIGTERM was served with {status}; the gateway must stop accepting");
     }
 
     for piece in data[mib..].chunks(mib) {
@@ -286,14 +262,12 @@ fn sigterm_drains_an_in_flight_upload_then_exits_0() {
     drop(conn);
     let finished = Instant::now();
 
-    let status = gateway
-        .wait_exit(Duration::from_secs(25))
-        .unwrap_or_else(|| {
-            panic!(
-                "the gateway did not exit within the grace period:\n{}",
-                tail(&gateway.log(), 3000)
-            )
-        });
+    let status = gateway.wait_exit(Duration::from_secs(25)).unwrap_or_else(|| {
+        panic!(
+            "the gateway did not exit within the grace period:\n{}",
+            tail(&gateway.log(), 3000)
+        )
+    });
     assert_eq!(
         status.code(),
         Some(0),
@@ -334,8 +308,7 @@ fn sigterm_gives_up_on_a_stuck_request_after_the_grace_period() {
     let signalled = Instant::now();
     let status = gateway.wait_exit(Duration::from_secs(10));
     let waited = signalled.elapsed();
-    let status = status
-        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM with a 2 s grace period"));
+    let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGTERM with a 2 s grace period"));
     assert_eq!(
         status.code(),
         Some(0),
@@ -354,19 +327,13 @@ fn sigterm_when_idle_exits_0_within_2_seconds() {
     let (_registry, mut gateway) = start();
     assert_serves(&gateway);
     gateway.signal("TERM");
-    let status = gateway
-        .wait_exit(Duration::from_secs(2))
-        .unwrap_or_else(|| {
-            panic!(
-                "an idle gateway was still running 2 s after SIGTERM:\n{}",
-                tail(&gateway.log(), 3000)
-            )
-        });
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status after SIGTERM: {status}"
-    );
+    let status = gateway.wait_exit(Duration::from_secs(2)).unwrap_or_else(|| {
+        panic!(
+            "an idle gateway was still running 2 s after SIGTERM:\n{}",
+            tail(&gateway.log(), 3000)
+        )
+    });
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
 }
 
 #[test]
@@ -386,21 +353,13 @@ fn sighup_is_logged_and_the_gateway_keeps_serving() {
     let (_registry, mut gateway) = start();
     gateway.signal("HUP");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        gateway.is_running(),
-        "SIGHUP killed the gateway:\n{}",
-        gateway.log()
-    );
+    assert!(gateway.is_running(), "SIGHUP killed the gateway:\n{}", gateway.log());
     assert_serves(&gateway);
     let logged = wait_until(Duration::from_secs(2), || {
         let log = gateway.log().to_ascii_lowercase();
         log.contains("sighup") || log.contains("hangup")
     });
-    assert!(
-        logged,
-        "SIGHUP was not logged:\n{}",
-        tail(&gateway.log(), 3000)
-    );
+    assert!(logged, "SIGHUP was not logged:\n{}", tail(&gateway.log(), 3000));
     gateway.signal("HUP");
     std::thread::sleep(Duration::from_millis(200));
     assert!(gateway.is_running(), "a second SIGHUP killed the gateway");

@@ -11,14 +11,11 @@ fn xff_hops(value: &str) -> Vec<String> {
 
 /// Sends the spoofing headers an untrusted client might try.
 fn spoofing(req: Request) -> Request {
-    req.header(
-        "Forwarded",
-        "for=198.51.100.7;proto=https;host=evil.example",
-    )
-    .header("X-Forwarded-Host", "evil.example")
-    .header("X-Forwarded-Proto", "https")
-    .header("X-Forwarded-For", "198.51.100.7")
-    .header("X-Real-IP", "198.51.100.7")
+    req.header("Forwarded", "for=198.51.100.7;proto=https;host=evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-For", "198.51.100.7")
+        .header("X-Real-IP", "198.51.100.7")
 }
 
 // ---- against a real registry: it builds Location from the forwarded headers
@@ -31,10 +28,7 @@ fn untrusted_client_cannot_spoof_the_upload_location() {
     assert_eq!(rsp.status, 202, "{}", rsp.describe());
     let location = rsp.expect_header("location");
     assert!(
-        location.starts_with(&format!(
-            "http://{}/v2/spoof/repo/blobs/uploads/",
-            gateway.addr()
-        )),
+        location.starts_with(&format!("http://{}/v2/spoof/repo/blobs/uploads/", gateway.addr())),
         "spoofed forwarding headers leaked into the Location:\n{}",
         rsp.describe()
     );
@@ -43,8 +37,7 @@ fn untrusted_client_cannot_spoof_the_upload_location() {
 #[test]
 fn trusted_proxy_x_forwarded_host_and_proto_shape_the_upload_location() {
     let registry = Registry::start();
-    let gateway =
-        Gateway::start(&GatewayConfig::for_upstream(&registry).trusted_proxies(&["127.0.0.1"]));
+    let gateway = Gateway::start(&GatewayConfig::for_upstream(&registry).trusted_proxies(&["127.0.0.1"]));
     let rsp = Request::post("/v2/trusted/repo/blobs/uploads/")
         .header("X-Forwarded-Host", "mirror.example:8443")
         .header("X-Forwarded-Proto", "https")
@@ -62,13 +55,9 @@ fn trusted_proxy_x_forwarded_host_and_proto_shape_the_upload_location() {
 #[test]
 fn trusted_proxy_forwarded_header_shapes_the_upload_location() {
     let registry = Registry::start();
-    let gateway =
-        Gateway::start(&GatewayConfig::for_upstream(&registry).trusted_proxies(&["127.0.0.0/8"]));
+    let gateway = Gateway::start(&GatewayConfig::for_upstream(&registry).trusted_proxies(&["127.0.0.0/8"]));
     let rsp = Request::post("/v2/trusted/fwd/blobs/uploads/")
-        .header(
-            "Forwarded",
-            "for=203.0.113.9;proto=https;host=\"mirror.example:8443\"",
-        )
+        .header("Forwarded", "for=203.0.113.9;proto=https;host=\"mirror.example:8443\"")
         .send(gateway.addr());
     assert_eq!(rsp.status, 202, "{}", rsp.describe());
     let location = rsp.expect_header("location");
@@ -106,11 +95,7 @@ fn upstream_sees_client_host_forwarding_headers_and_no_forwarded_header() {
         "Host must be the client's, with port:\n{head}"
     );
     assert_eq!(req.header_all("x-forwarded-proto"), vec!["http"], "{head}");
-    assert_eq!(
-        req.header_all("x-forwarded-host"),
-        vec![gw.as_str()],
-        "{head}"
-    );
+    assert_eq!(req.header_all("x-forwarded-host"), vec![gw.as_str()], "{head}");
     assert_eq!(
         req.header_all("x-forwarded-for")
             .iter()
@@ -129,34 +114,22 @@ fn upstream_sees_client_host_forwarding_headers_and_no_forwarded_header() {
         "spoofed values reached the upstream:\n{head}"
     );
     // Ordinary end-to-end headers pass untouched.
-    assert_eq!(
-        req.header("authorization"),
-        Some("Bearer opaque-token"),
-        "{head}"
-    );
-    assert_eq!(
-        req.header("user-agent"),
-        Some("integration-test/1.0"),
-        "{head}"
-    );
+    assert_eq!(req.header("authorization"), Some("Bearer opaque-token"), "{head}");
+    assert_eq!(req.header("user-agent"), Some("integration-test/1.0"), "{head}");
     assert_eq!(req.header("accept"), Some("application/json"), "{head}");
 }
 
 #[test]
 fn trusted_peer_forwarding_headers_are_kept_and_x_forwarded_for_is_appended() {
     let upstream = RecordingUpstream::start();
-    let gateway =
-        Gateway::start(&GatewayConfig::for_url(&upstream.url()).trusted_proxies(&["127.0.0.1"]));
+    let gateway = Gateway::start(&GatewayConfig::for_url(&upstream.url()).trusted_proxies(&["127.0.0.1"]));
     let n = nonce("trusted");
     let target = format!("/v2/?probe={n}");
     let rsp = Request::get(&target)
         .header("X-Forwarded-For", "203.0.113.9")
         .header("X-Forwarded-Host", "mirror.example:8443")
         .header("X-Forwarded-Proto", "https")
-        .header(
-            "Forwarded",
-            "for=203.0.113.9;proto=https;host=\"mirror.example:8443\"",
-        )
+        .header("Forwarded", "for=203.0.113.9;proto=https;host=\"mirror.example:8443\"")
         .send(gateway.addr());
     assert_eq!(rsp.status, 200, "{}", rsp.describe());
 
@@ -271,12 +244,7 @@ fn location_pointing_at_the_upstream_is_rewritten_and_others_pass_untouched() {
     );
 
     let rsp = Request::get("/v2/loc/relative").send(gateway.addr());
-    assert_eq!(
-        rsp.header("location"),
-        Some("/v2/next?x=1"),
-        "{}",
-        rsp.describe()
-    );
+    assert_eq!(rsp.header("location"), Some("/v2/next?x=1"), "{}", rsp.describe());
 }
 
 #[test]
@@ -298,9 +266,6 @@ fn chunked_upstream_response_bodies_stream_through_intact() {
         let rsp = Request::get(&format!("/v2/stream/chunked?size={size}")).send(gateway.addr());
         assert_eq!(rsp.status, 200, "{}", rsp.describe());
         assert_eq!(rsp.body.len(), size, "body length for size={size}");
-        assert!(
-            rsp.body == chunked_payload(size),
-            "body bytes differ for size={size}"
-        );
+        assert!(rsp.body == chunked_payload(size), "body bytes differ for size={size}");
     }
 }

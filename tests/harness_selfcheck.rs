@@ -56,10 +56,7 @@ fn skopeo_round_trips_a_small_image_directly_against_the_registry() {
     assert_eq!(pulled.layers, image.layers);
     pulled.verify_files();
     for blob in image.all_blobs() {
-        assert_eq!(
-            sha256_file(&registry.blob_path(&blob.digest)).0,
-            blob.digest
-        );
+        assert_eq!(sha256_file(&registry.blob_path(&blob.digest)).0, blob.digest);
     }
 }
 
@@ -83,8 +80,7 @@ fn registry_behaviours_the_gateway_tests_rely_on() {
         .header("Forwarded", "proto=https;host=evil.example")
         .send(addr);
     assert!(
-        rsp.expect_header("location")
-            .starts_with("https://evil.example/v2/"),
+        rsp.expect_header("location").starts_with("https://evil.example/v2/"),
         "{}",
         rsp.describe()
     );

@@ -30,20 +30,14 @@ fn skopeo_round_trips_a_multi_gigabyte_image_through_the_gateway_with_identical_
     require_tool(SKOPEO_BIN, "skopeo");
     let registry = Registry::start();
     let gateway = Gateway::start(&GatewayConfig::for_upstream(&registry));
-    let work = tempfile::Builder::new()
-        .prefix("push-pull-")
-        .tempdir()
-        .unwrap();
+    let work = tempfile::Builder::new().prefix("push-pull-").tempdir().unwrap();
 
     let source = OciImageBuilder::new(0x5eed)
         .layer(3 * 1024 + 5)
         .layer(MIB + 77)
         .layer(big_layer_size())
         .write(&work.path().join("source"), "v1");
-    assert!(
-        source.layers[2].size >= 1 << 30,
-        "the big layer must be at least 1 GiB"
-    );
+    assert!(source.layers[2].size >= 1 << 30, "the big layer must be at least 1 GiB");
 
     let reference = format!("{}/team/big-image:v1", gateway.addr());
     skopeo_push(&source, &reference);
@@ -58,11 +52,7 @@ fn skopeo_round_trips_a_multi_gigabyte_image_through_the_gateway_with_identical_
             blob.media_type
         );
         let (digest, size) = sha256_file(&stored);
-        assert_eq!(
-            digest, blob.digest,
-            "upstream copy of {} is corrupt",
-            blob.media_type
-        );
+        assert_eq!(digest, blob.digest, "upstream copy of {} is corrupt", blob.media_type);
         assert_eq!(
             size, blob.size,
             "upstream copy of {} has the wrong size",
@@ -86,21 +76,10 @@ fn skopeo_round_trips_a_multi_gigabyte_image_through_the_gateway_with_identical_
         pulled.manifest.digest, source.manifest.digest,
         "manifest digest changed"
     );
+    assert_eq!(pulled.config.digest, source.config.digest, "config digest changed");
     assert_eq!(
-        pulled.config.digest, source.config.digest,
-        "config digest changed"
-    );
-    assert_eq!(
-        pulled
-            .layers
-            .iter()
-            .map(|l| (&l.digest, l.size))
-            .collect::<Vec<_>>(),
-        source
-            .layers
-            .iter()
-            .map(|l| (&l.digest, l.size))
-            .collect::<Vec<_>>(),
+        pulled.layers.iter().map(|l| (&l.digest, l.size)).collect::<Vec<_>>(),
+        source.layers.iter().map(|l| (&l.digest, l.size)).collect::<Vec<_>>(),
         "layer digests or sizes changed"
     );
     // The pulled files really hash to those digests.

@@ -21,10 +21,7 @@ fn assert_not_found_and_never_forwarded(registry: &Registry, gateway: &Gateway, 
     let mut nonces = Vec::new();
     for target in targets {
         let n = nonce("probe");
-        for t in [
-            target.to_string(),
-            with_query(target, &format!("probe={n}")),
-        ] {
+        for t in [target.to_string(), with_query(target, &format!("probe={n}"))] {
             for method in ["GET", "HEAD"] {
                 let rsp = Request::new(method, &t).send(gateway.addr());
                 if method == "GET" {
@@ -112,12 +109,7 @@ fn v2_base_variants_are_proxied() {
             tail(&registry.log(), 3000)
         );
         let direct = Request::get(&target).send(registry.addr());
-        assert_eq!(
-            through.status,
-            direct.status,
-            "{target}:\n{}",
-            through.describe()
-        );
+        assert_eq!(through.status, direct.status, "{target}:\n{}", through.describe());
     }
 }
 
@@ -127,12 +119,7 @@ fn v1_paths_without_a_v1_route_answer_404_json_and_never_reach_the_upstream() {
     assert_not_found_and_never_forwarded(
         &registry,
         &gateway,
-        &[
-            "/v1/search",
-            "/v1/repositories/library/busybox/images",
-            "/v1/",
-            "/v1",
-        ],
+        &["/v1/search", "/v1/repositories/library/busybox/images", "/v1/", "/v1"],
     );
 }
 
@@ -151,10 +138,7 @@ fn v1_paths_with_a_v1_route_reach_the_legacy_upstream() {
         through.describe(),
         tail(&legacy.log(), 3000)
     );
-    assert!(
-        !main.log().contains(&n),
-        "{target} also reached the main upstream"
-    );
+    assert!(!main.log().contains(&n), "{target} also reached the main upstream");
     let direct = Request::get(&target).send(legacy.addr());
     assert_eq!(through.status, direct.status, "{}", through.describe());
     assert_eq!(through.body, direct.body, "{}", through.describe());
@@ -168,10 +152,7 @@ fn v1_paths_with_a_v1_route_reach_the_legacy_upstream() {
         "{target} did not reach the main upstream:\n{}",
         tail(&main.log(), 3000)
     );
-    assert!(
-        !legacy.log().contains(&n),
-        "{target} reached the legacy upstream"
-    );
+    assert!(!legacy.log().contains(&n), "{target} reached the legacy upstream");
 
     // And /v2 is unaffected by the route.
     let n = nonce("v2");

@@ -45,18 +45,12 @@ impl PasswordHash {
             return Err("empty password hash");
         }
         if let Some(rest) = field.strip_prefix("{SHA}") {
-            let bytes = STANDARD
-                .decode(rest)
-                .map_err(|_| "{SHA} value is not valid base64")?;
-            let digest: [u8; 20] = bytes
-                .try_into()
-                .map_err(|_| "{SHA} value is not a SHA-1 digest")?;
+            let bytes = STANDARD.decode(rest).map_err(|_| "{SHA} value is not valid base64")?;
+            let digest: [u8; 20] = bytes.try_into().map_err(|_| "{SHA} value is not a SHA-1 digest")?;
             return Ok(PasswordHash::Sha1(digest));
         }
         if let Some(rest) = field.strip_prefix("{SSHA}") {
-            let bytes = STANDARD
-                .decode(rest)
-                .map_err(|_| "{SSHA} value is not valid base64")?;
+            let bytes = STANDARD.decode(rest).map_err(|_| "{SSHA} value is not valid base64")?;
             if bytes.len() <= 20 {
                 return Err("{SSHA} value is too short to hold a digest and a salt");
             }
@@ -69,10 +63,7 @@ impl PasswordHash {
         if let Some(rest) = field.strip_prefix("{PLAIN}") {
             return Ok(PasswordHash::Plain(rest.to_owned()));
         }
-        if ["$2y$", "$2a$", "$2b$", "$2x$"]
-            .iter()
-            .any(|p| field.starts_with(p))
-        {
+        if ["$2y$", "$2a$", "$2b$", "$2x$"].iter().any(|p| field.starts_with(p)) {
             // Validate the shape now so a broken line is reported at load.
             field
                 .parse::<bcrypt::HashParts>()
@@ -96,9 +87,7 @@ impl PasswordHash {
             return Ok(PasswordHash::ShaCrypt(field.to_owned()));
         }
         if field.len() == 13 && field.bytes().all(is_crypt64) {
-            return Err(
-                "traditional DES crypt is not supported (weak); re-create the user with bcrypt",
-            );
+            return Err("traditional DES crypt is not supported (weak); re-create the user with bcrypt");
         }
         Err("unrecognised hash format (an unprefixed value is never taken as plain text)")
     }
@@ -106,9 +95,7 @@ impl PasswordHash {
     pub fn kind(&self) -> &'static str {
         match self {
             PasswordHash::Bcrypt(_) => "bcrypt",
-            PasswordHash::Md5Crypt {
-                magic: "$apr1$", ..
-            } => "apr1",
+            PasswordHash::Md5Crypt { magic: "$apr1$", .. } => "apr1",
             PasswordHash::Md5Crypt { .. } => "md5-crypt",
             PasswordHash::ShaCrypt(_) => "sha-crypt",
             PasswordHash::Sha1(_) => "sha1",
@@ -122,11 +109,7 @@ impl PasswordHash {
     pub fn verify(&self, password: &[u8]) -> bool {
         match self {
             PasswordHash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
-            PasswordHash::Md5Crypt {
-                magic,
-                salt,
-                checksum,
-            } => constant_time_eq(
+            PasswordHash::Md5Crypt { magic, salt, checksum } => constant_time_eq(
                 md5_crypt(password, salt.as_bytes(), magic).as_bytes(),
                 checksum.as_bytes(),
             ),
@@ -167,10 +150,7 @@ pub fn md5_crypt(password: &[u8], salt: &[u8], magic: &str) -> String {
         .chain_update(salt)
         .chain_update(password)
         .finalize();
-    let mut ctx = Md5::new()
-        .chain_update(password)
-        .chain_update(magic)
-        .chain_update(salt);
+    let mut ctx = Md5::new().chain_update(password).chain_update(magic).chain_update(salt);
     let mut left = password.len();
     while left > 0 {
         let n = left.min(16);
@@ -217,10 +197,7 @@ pub fn md5_crypt(password: &[u8], salt: &[u8], magic: &str) -> String {
         }
     };
     for (a, b, c) in [(0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)] {
-        put(
-            u32::from(d[a]) << 16 | u32::from(d[b]) << 8 | u32::from(d[c]),
-            4,
-        );
+        put(u32::from(d[a]) << 16 | u32::from(d[b]) << 8 | u32::from(d[c]), 4);
     }
     put(u32::from(d[11]), 2);
     out
@@ -232,11 +209,7 @@ mod tests {
 
     fn check(field: &str, good: &str) {
         let h = PasswordHash::parse(field).unwrap_or_else(|e| panic!("{field}: {e}"));
-        assert!(
-            h.verify(good.as_bytes()),
-            "{} rejects the right password",
-            h.kind()
-        );
+        assert!(h.verify(good.as_bytes()), "{} rejects the right password", h.kind());
         assert!(!h.verify(b"wrong"), "{} accepts a wrong password", h.kind());
         assert!(!h.verify(b""), "{} accepts an empty password", h.kind());
     }
@@ -277,11 +250,7 @@ mod tests {
                 .unwrap_err()
                 .contains("never taken as plain text")
         );
-        assert!(
-            PasswordHash::parse("rl4xQY3aFoqWc")
-                .unwrap_err()
-                .contains("DES")
-        );
+        assert!(PasswordHash::parse("rl4xQY3aFoqWc").unwrap_err().contains("DES"));
         assert!(PasswordHash::parse("{SHA}not-base64!").is_err());
         assert!(PasswordHash::parse("{SHA}AAAA").is_err());
         assert!(PasswordHash::parse("$apr1$salt").is_err());

@@ -48,10 +48,7 @@ impl UserTable {
                 }
             };
             if users.contains_key(user) {
-                warn(
-                    line_no,
-                    format!("user `{user}` appears again; the first entry wins"),
-                );
+                warn(line_no, format!("user `{user}` appears again; the first entry wins"));
                 continue;
             }
             if matches!(hash, PasswordHash::Plain(_)) {
@@ -153,9 +150,7 @@ impl HtpasswdFile {
     }
 
     fn parse_logged(path: &Path, text: &str) -> UserTable {
-        let table = UserTable::parse(text, |line, why| {
-            log::warn!("{}:{line}: {why}", path.display())
-        });
+        let table = UserTable::parse(text, |line, why| log::warn!("{}:{line}: {why}", path.display()));
         if table.is_empty() {
             log::warn!("{}: no usable users: every login will fail", path.display());
         }
@@ -196,6 +191,34 @@ impl HtpasswdFile {
         log::info!("{}: reloaded, {users} user(s)", self.path.display());
         Ok(true)
     }
+}
+
+/// Re-reads every file that changed (every file, with `force`), logging
+/// failures: a file that cannot be read keeps serving its previous table.
+pub fn reload_all(files: &[Arc<HtpasswdFile>], force: bool) {
+    for f in files {
+        if let Err(e) = f.reload(force) {
+            log::error!("{e}; keeping the previous users");
+        }
+    }
+}
+
+/// Polls the files for changes in the background. Polling a few stat()s a
+/// second is cheaper and more robust than inotify across editors' rename
+/// tricks and files replaced by configuration management.
+pub fn watch(files: Vec<Arc<HtpasswdFile>>, every: std::time::Duration) {
+    if files.is_empty() {
+        return;
+    }
+    std::thread::Builder::new()
+        .name("htpasswd-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                reload_all(&files, false);
+            }
+        })
+        .expect("spawning the htpasswd watcher");
 }
 
 #[cfg(test)]

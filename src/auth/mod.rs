@@ -147,10 +147,7 @@ impl Authenticator {
             return AuthOutcome::Throttled { retry_after };
         }
         let verdict = match parse_basic(header.as_bytes()) {
-            Some((user, password)) => {
-                self.verify_once(policy, key, user, password, generation)
-                    .await
-            }
+            Some((user, password)) => self.verify_once(policy, key, user, password, generation).await,
             None => None,
         };
         match verdict {
@@ -195,10 +192,7 @@ impl Authenticator {
             })
             .await
             .clone();
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         verdict
     }
 }
@@ -253,12 +247,7 @@ mod tests {
     fn policy(dir: &std::path::Path, scope: AuthScope) -> AuthPolicy {
         let path = dir.join("htpasswd");
         std::fs::write(&path, "alice:{PLAIN}secret\n").unwrap();
-        AuthPolicy::new(
-            "Reg \"1\"",
-            scope,
-            Arc::new(HtpasswdFile::load(&path).unwrap()),
-            1,
-        )
+        AuthPolicy::new("Reg \"1\"", scope, Arc::new(HtpasswdFile::load(&path).unwrap()), 1)
     }
 
     #[tokio::test]
@@ -271,16 +260,12 @@ mod tests {
             ..AuthLimits::default()
         });
         let ip: Option<IpAddr> = Some("10.0.0.9".parse().unwrap());
-        let good =
-            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("alice:secret"))).unwrap();
-        let bad =
-            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("alice:nope"))).unwrap();
+        let good = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("alice:secret"))).unwrap();
+        let bad = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("alice:nope"))).unwrap();
         assert_eq!(auth.check(&p, None, ip).await, AuthOutcome::Missing);
         assert_eq!(
             auth.check(&p, Some(&good), ip).await,
-            AuthOutcome::Allowed {
-                user: "alice".into()
-            }
+            AuthOutcome::Allowed { user: "alice".into() }
         );
         assert_eq!(auth.cache.len(), 1);
         assert_eq!(auth.check(&p, Some(&bad), ip).await, AuthOutcome::Rejected);
@@ -292,9 +277,7 @@ mod tests {
         // A cached login still works from a throttled address.
         assert_eq!(
             auth.check(&p, Some(&good), ip).await,
-            AuthOutcome::Allowed {
-                user: "alice".into()
-            }
+            AuthOutcome::Allowed { user: "alice".into() }
         );
         assert_eq!(
             auth.check(&p, None, ip).await,

@@ -46,9 +46,7 @@ impl FailureThrottle {
         if self.max_failures == 0 {
             return None;
         }
-        let shard = self.shards[shard_of(&ip)]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let shard = self.shards[shard_of(&ip)].lock().unwrap_or_else(|e| e.into_inner());
         let w = shard.get(&ip)?;
         let elapsed = w.started.elapsed();
         (w.failures >= self.max_failures && elapsed < self.window).then(|| self.window - elapsed)
@@ -59,9 +57,7 @@ impl FailureThrottle {
             return;
         }
         let now = Instant::now();
-        let mut shard = self.shards[shard_of(&ip)]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shards[shard_of(&ip)].lock().unwrap_or_else(|e| e.into_inner());
         if shard.len() >= SWEEP_AT {
             shard.retain(|_, w| now.duration_since(w.started) < self.window);
         }
@@ -94,10 +90,7 @@ mod tests {
         assert!(t.blocked_for(ip).is_none());
         t.record_failure(ip);
         assert!(t.blocked_for(ip).is_some());
-        assert!(
-            t.blocked_for(other).is_none(),
-            "other clients are unaffected"
-        );
+        assert!(t.blocked_for(other).is_none(), "other clients are unaffected");
         std::thread::sleep(Duration::from_millis(60));
         assert!(t.blocked_for(ip).is_none());
     }

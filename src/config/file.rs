@@ -7,9 +7,12 @@
 //! [`super::compile`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::values::{Duration, IpNet, ListenAddress, UpstreamUrl};
 
@@ -23,6 +26,8 @@ pub struct GatewayFile {
     pub registries: Vec<RegistrySection>,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// Auth for every registry that does not say otherwise.
+    pub auth: Option<AuthSetting>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +40,26 @@ pub struct ServerSection {
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
+    #[serde(default)]
+    pub auth_cache: AuthCacheSection,
+    #[serde(default)]
+    pub auth_throttle: AuthThrottleSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthCacheSection {
+    /// How long a verified login is remembered; `0s` disables the cache.
+    pub ttl: Option<Duration>,
+    pub max_entries: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthThrottleSection {
+    /// Wrong credentials per client address within `window`; 0 disables.
+    pub max_failures: Option<u32>,
+    pub window: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +75,10 @@ pub struct UpstreamSection {
     pub url: UpstreamUrl,
     #[serde(default)]
     pub host_header: HostHeaderMode,
+    /// Keep the client's Authorization header on requests the gateway
+    /// authenticated itself (it is removed by default).
+    #[serde(default)]
+    pub forward_authorization: bool,
 }
 
 /// Which Host header the upstream registry receives.
@@ -72,6 +101,7 @@ pub struct RegistrySection {
     pub upstream: String,
     #[serde(default)]
     pub routes: RoutesSection,
+    pub auth: Option<AuthSetting>,
 }
 
 /// Per-route overrides of a virtual registry.
@@ -87,7 +117,67 @@ pub struct RoutesSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
-    pub upstream: String,
+    pub upstream: Option<String>,
+    pub auth: Option<AuthSetting>,
+}
+
+/// `auth: off`, or an auth block.
+#[derive(Debug)]
+pub enum AuthSetting {
+    Off,
+    On(AuthSection),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub realm: Option<String>,
+    /// Relative paths are taken from the configuration file's folder.
+    pub htpasswd: PathBuf,
+    #[serde(default)]
+    pub scope: AuthScopeSetting,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthScopeSetting {
+    /// Every request of the route needs credentials.
+    #[default]
+    All,
+    /// Only POST, PUT, PATCH, DELETE (nginx's `limit_except GET HEAD`).
+    Writes,
+}
+
+impl<'de> Deserialize<'de> for AuthSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AuthSetting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`off` or an auth block with `htpasswd`")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AuthSetting, E> {
+                match v {
+                    false => Ok(AuthSetting::Off),
+                    true => Err(E::custom(
+                        "invalid auth setting `true`: expected `off` or an auth block with `htpasswd`",
+                    )),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AuthSetting, E> {
+                match v {
+                    "off" => Ok(AuthSetting::Off),
+                    _ => Err(E::custom(format!(
+                        "invalid auth setting `{v}`: expected `off` or an auth block with `htpasswd`"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AuthSetting, A::Error> {
+                AuthSection::deserialize(de::value::MapAccessDeserializer::new(map)).map(AuthSetting::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::HostHeaderMode;
-use file::{GatewayFile, RouteSection};
+use file::{AuthScopeSetting, AuthSetting, GatewayFile, RegistrySection, RouteSection};
 use values::IpNet;
 
-use crate::routing::{RouteTable, VirtualRegistry};
+use crate::auth::{AuthLimits, AuthPolicy, AuthScope, HtpasswdFile};
+use crate::routing::{RouteTable, RouteTarget, VirtualRegistry};
 use crate::upstream::{Timeouts, Upstream};
 
 /// One problem found in the configuration, pointing at where it is.
@@ -48,17 +49,11 @@ pub enum ConfigError {
     #[error("{file}: {message}")]
     Syntax { file: PathBuf, message: String },
     #[error("{}", render_invalid(file, issues))]
-    Invalid {
-        file: PathBuf,
-        issues: Vec<ConfigIssue>,
-    },
+    Invalid { file: PathBuf, issues: Vec<ConfigIssue> },
 }
 
 fn render_invalid(file: &Path, issues: &[ConfigIssue]) -> String {
-    let lines: Vec<String> = issues
-        .iter()
-        .map(|i| format!("{}: {i}", file.display()))
-        .collect();
+    let lines: Vec<String> = issues.iter().map(|i| format!("{}: {i}", file.display())).collect();
     lines.join("\n")
 }
 
@@ -93,9 +88,13 @@ pub struct GatewayConfig {
     pub upstreams: Vec<Arc<Upstream>>,
     pub registries: Vec<Arc<VirtualRegistry>>,
     pub timeouts: Timeouts,
+    pub auth_limits: AuthLimits,
+    /// Every htpasswd file named anywhere, for reloading.
+    pub htpasswd_files: Vec<Arc<HtpasswdFile>>,
 }
 
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+pub const DEFAULT_REALM: &str = "Registry";
 
 impl GatewayConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -108,13 +107,13 @@ impl GatewayConfig {
 
     /// Parses YAML text; `path` only names the source in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let file: GatewayFile = serde_path_to_error::deserialize(
-            serde_yaml::Deserializer::from_str(text),
-        )
-        .map_err(|e| ConfigError::Syntax {
-            file: path.to_owned(),
-            message: syntax_message(&e),
-        })?;
+        let file: GatewayFile =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
+                ConfigError::Syntax {
+                    file: path.to_owned(),
+                    message: syntax_message(&e),
+                }
+            })?;
         compile(file, path).map_err(|issues| ConfigError::Invalid {
             file: path.to_owned(),
             issues,
@@ -130,10 +129,7 @@ impl GatewayConfig {
     }
 
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
-        self.server
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(ip))
+        self.server.trusted_proxies.iter().any(|net| net.contains(ip))
     }
 }
 
@@ -144,11 +140,7 @@ fn syntax_message(e: &serde_path_to_error::Error<serde_yaml::Error>) -> String {
     let path = e.path().to_string();
     let inner = e.inner().to_string();
     let message = match inner.split_once(": ") {
-        Some((prefix, rest))
-            if prefix != "." && path.starts_with(prefix) && !prefix.contains(' ') =>
-        {
-            rest
-        }
+        Some((prefix, rest)) if prefix != "." && path.starts_with(prefix) && !prefix.contains(' ') => rest,
         _ => inner.as_str(),
     };
     if path.is_empty() || path == "." {
@@ -166,165 +158,303 @@ fn issue(key: impl Into<String>, message: impl Into<String>) -> ConfigIssue {
 }
 
 fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIssue>> {
-    let mut issues = Vec::new();
-
-    let threads = match file.server.threads {
-        Some(0) => {
-            issues.push(issue("server.threads", "must be at least 1: `0`"));
-            1
-        }
-        Some(n) => n,
-        None => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
-    };
-    let server = ServerSettings {
-        threads,
-        grace_period: file
-            .server
-            .grace_period
-            .map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
-        trusted_proxies: file.server.trusted_proxies,
+    let mut c = Compiler {
+        config_dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
+        ..Compiler::default()
     };
 
-    if file.listeners.is_empty() {
-        issues.push(issue("listeners", "at least one listener is required"));
-    }
-    let mut seen_addrs = HashSet::new();
-    let listeners: Vec<Listener> = file
-        .listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let address = l.socket_addr();
-            if !seen_addrs.insert(address) {
-                issues.push(issue(
-                    format!("listeners[{i}].address"),
-                    format!("address `{address}` is used by an earlier listener"),
-                ));
-            }
-            Listener {
-                name: l.name.clone().unwrap_or_else(|| format!("listener-{i}")),
-                address,
-            }
-        })
-        .collect();
-
+    let server = c.server(&file);
+    let listeners = c.listeners(&file);
     let timeouts = Timeouts::from_section(&file.timeouts, &mut |key, msg| {
-        issues.push(issue(format!("timeouts.{key}"), msg))
+        c.issues.push(issue(format!("timeouts.{key}"), msg))
     });
-
     if file.upstreams.is_empty() {
-        issues.push(issue("upstreams", "at least one upstream is required"));
+        c.issue("upstreams", "at least one upstream is required");
     }
-    let upstreams: BTreeMap<&str, Arc<Upstream>> = file
+    c.upstreams = file
         .upstreams
         .iter()
-        .map(|(name, u)| {
-            (
-                name.as_str(),
-                Arc::new(Upstream::new(name, &u.url, u.host_header, &timeouts)),
-            )
-        })
+        .map(|(name, u)| (name.clone(), Arc::new(Upstream::new(name, u, &timeouts))))
         .collect();
 
-    let mut lookup = |key: String, name: &str| -> Option<Arc<Upstream>> {
-        let found = upstreams.get(name).cloned();
+    let gateway_auth = match &file.auth {
+        Some(setting) => c.auth_setting("auth", setting),
+        None => None,
+    };
+    let registries = file
+        .registries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| c.registry(i, r, &gateway_auth))
+        .collect();
+    c.registry_list_rules(&file);
+
+    let auth_limits = c.auth_limits(&file);
+    let Compiler {
+        issues,
+        upstreams,
+        htpasswd_files,
+        ..
+    } = c;
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    Ok(GatewayConfig {
+        source: path.to_owned(),
+        server,
+        listeners,
+        upstreams: upstreams.into_values().collect(),
+        registries,
+        timeouts,
+        auth_limits,
+        htpasswd_files: htpasswd_files.into_values().collect(),
+    })
+}
+
+/// Compilation state: what has been built so far and every problem found,
+/// so one run reports all of them.
+#[derive(Default)]
+struct Compiler {
+    config_dir: PathBuf,
+    issues: Vec<ConfigIssue>,
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// One table per file, however many blocks name it.
+    htpasswd_files: BTreeMap<PathBuf, Arc<HtpasswdFile>>,
+}
+
+impl Compiler {
+    fn issue(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(issue(key, message));
+    }
+
+    fn server(&mut self, file: &GatewayFile) -> ServerSettings {
+        let threads = match file.server.threads {
+            Some(0) => {
+                self.issue("server.threads", "must be at least 1: `0`");
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        };
+        ServerSettings {
+            threads,
+            grace_period: file.server.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+            trusted_proxies: file.server.trusted_proxies.clone(),
+        }
+    }
+
+    fn listeners(&mut self, file: &GatewayFile) -> Vec<Listener> {
+        if file.listeners.is_empty() {
+            self.issue("listeners", "at least one listener is required");
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, l) in file.listeners.iter().enumerate() {
+            let address = l.socket_addr();
+            if !seen.insert(address) {
+                self.issue(
+                    format!("listeners[{i}].address"),
+                    format!("address `{address}` is used by an earlier listener"),
+                );
+            }
+            out.push(Listener {
+                name: l.name.clone().unwrap_or_else(|| format!("listener-{i}")),
+                address,
+            });
+        }
+        out
+    }
+
+    fn upstream(&mut self, key: String, name: &str) -> Option<Arc<Upstream>> {
+        let found = self.upstreams.get(name).cloned();
         if found.is_none() {
-            let known: Vec<&str> = upstreams.keys().copied().collect();
-            issues.push(issue(
-                key,
-                format!(
-                    "unknown upstream `{name}` (defined upstreams: {})",
-                    known.join(", ")
-                ),
-            ));
+            let known: Vec<&str> = self.upstreams.keys().map(String::as_str).collect();
+            let message = format!("unknown upstream `{name}` (defined upstreams: {})", known.join(", "));
+            self.issue(key, message);
         }
         found
-    };
+    }
 
-    let mut registries = Vec::new();
-    for (i, r) in file.registries.iter().enumerate() {
-        let key = format!("registries[{i}]");
-        let main = lookup(format!("{key}.upstream"), &r.upstream);
-        let mut route = |which: &str, section: &Option<RouteSection>| {
-            section
-                .as_ref()
-                .map(|s| lookup(format!("{key}.routes.{which}.upstream"), &s.upstream))
+    /// `None` for `auth: off` or a block that failed to load.
+    fn auth_setting(&mut self, key: &str, setting: &AuthSetting) -> Option<Arc<AuthPolicy>> {
+        let AuthSetting::On(section) = setting else {
+            return None;
         };
-        let v2 = route("v2", &r.routes.v2);
-        let ping = route("ping", &r.routes.ping);
-        let v1 = route("v1", &r.routes.v1);
-        if let Some(main) = main {
-            let routes = RouteTable {
-                v2: v2.flatten().unwrap_or_else(|| main.clone()),
-                ping: ping.flatten().unwrap_or_else(|| main.clone()),
-                v1: v1.flatten(),
-            };
-            registries.push(Arc::new(VirtualRegistry {
-                name: r.name.clone(),
-                is_default: r.default,
-                routes,
-            }));
+        let path = self.config_dir.join(&section.htpasswd);
+        let users = match self.htpasswd_files.get(&path) {
+            Some(f) => f.clone(),
+            None => match HtpasswdFile::load(&path) {
+                Ok(f) => {
+                    let f = Arc::new(f);
+                    self.htpasswd_files.insert(path.clone(), f.clone());
+                    f
+                }
+                Err(e) => {
+                    self.issue(
+                        format!("{key}.htpasswd"),
+                        format!("cannot read htpasswd file `{}`: {}", path.display(), e.source),
+                    );
+                    return None;
+                }
+            },
+        };
+        let table_id = self.htpasswd_files.keys().position(|p| *p == path).unwrap_or(0) as u64;
+        let scope = match section.scope {
+            AuthScopeSetting::All => AuthScope::All,
+            AuthScopeSetting::Writes => AuthScope::Writes,
+        };
+        let realm = section.realm.as_deref().unwrap_or(DEFAULT_REALM);
+        Some(Arc::new(AuthPolicy::new(realm, scope, users, table_id)))
+    }
+
+    /// The auth of a level below `inherited`: absent inherits, `off` clears.
+    fn auth_override(
+        &mut self,
+        key: &str,
+        setting: &Option<AuthSetting>,
+        inherited: &Option<Arc<AuthPolicy>>,
+    ) -> Option<Arc<AuthPolicy>> {
+        match setting {
+            None => inherited.clone(),
+            Some(s) => self.auth_setting(key, s),
         }
     }
-    let duplicate_names: Vec<usize> = file
-        .registries
-        .iter()
-        .enumerate()
-        .filter(|(i, r)| file.registries[..*i].iter().any(|e| e.name == r.name))
-        .map(|(i, _)| i)
-        .collect();
-    for i in duplicate_names {
-        issues.push(issue(
-            format!("registries[{i}].name"),
-            format!(
-                "name `{}` is used by an earlier registry",
-                file.registries[i].name
-            ),
-        ));
+
+    fn registry(
+        &mut self,
+        i: usize,
+        r: &RegistrySection,
+        gateway_auth: &Option<Arc<AuthPolicy>>,
+    ) -> Option<Arc<VirtualRegistry>> {
+        let key = format!("registries[{i}]");
+        let main = self.upstream(format!("{key}.upstream"), &r.upstream);
+        let auth = self.auth_override(&format!("{key}.auth"), &r.auth, gateway_auth);
+        let v2 = self.route(&key, "v2", &r.routes.v2, &main, &auth);
+        // Ping paths stay open unless a route block asks for auth (nginx recipe).
+        let ping = self.route(&key, "ping", &r.routes.ping, &main, &None);
+        let v1 = match &r.routes.v1 {
+            Some(section) if section.upstream.is_some() => self.route(&key, "v1", &r.routes.v1, &None, &auth),
+            Some(_) => {
+                self.issue(
+                    format!("{key}.routes.v1.upstream"),
+                    "required: legacy paths need their own upstream",
+                );
+                None
+            }
+            None => None,
+        };
+        let routes = RouteTable {
+            v2: v2?,
+            ping: ping?,
+            v1,
+        };
+        Some(Arc::new(VirtualRegistry {
+            name: r.name.clone(),
+            is_default: r.default,
+            routes,
+        }))
     }
 
-    match file.registries.len() {
-        0 => issues.push(issue("registries", "at least one virtual registry is required")),
-        1 => {}
-        // Host rules arrive with virtual-registry support; until then a second
-        // registry could never be selected, which is surely not what was meant.
-        _ => issues.push(issue(
-            "registries[1]",
-            "only one virtual registry is supported until host rules land; remove the extra entries",
-        )),
-    }
-    let defaults: Vec<usize> = file
-        .registries
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.default)
-        .map(|(i, _)| i)
-        .collect();
-    if defaults.len() > 1 {
-        issues.push(issue(
-            format!("registries[{}].default", defaults[1]),
-            format!("`true`: registries[{}] is already the default", defaults[0]),
-        ));
-    }
-
-    if issues.is_empty() {
-        Ok(GatewayConfig {
-            source: path.to_owned(),
-            server,
-            listeners,
-            upstreams: upstreams.into_values().collect(),
-            registries,
-            timeouts,
+    fn route(
+        &mut self,
+        key: &str,
+        which: &str,
+        section: &Option<RouteSection>,
+        default_upstream: &Option<Arc<Upstream>>,
+        inherited_auth: &Option<Arc<AuthPolicy>>,
+    ) -> Option<RouteTarget> {
+        let Some(section) = section else {
+            return Some(RouteTarget {
+                upstream: default_upstream.clone()?,
+                auth: inherited_auth.clone(),
+            });
+        };
+        let upstream = match &section.upstream {
+            Some(name) => self.upstream(format!("{key}.routes.{which}.upstream"), name),
+            None => default_upstream.clone(),
+        };
+        let auth = self.auth_override(&format!("{key}.routes.{which}.auth"), &section.auth, inherited_auth);
+        Some(RouteTarget {
+            upstream: upstream?,
+            auth,
         })
-    } else {
-        Err(issues)
+    }
+
+    fn registry_list_rules(&mut self, file: &GatewayFile) {
+        for (i, r) in file.registries.iter().enumerate() {
+            if file.registries[..i].iter().any(|e| e.name == r.name) {
+                self.issue(
+                    format!("registries[{i}].name"),
+                    format!("name `{}` is used by an earlier registry", r.name),
+                );
+            }
+        }
+        match file.registries.len() {
+            0 => self.issue("registries", "at least one virtual registry is required"),
+            1 => {}
+            // Host rules arrive with virtual-registry support; until then a
+            // second registry could never be selected.
+            _ => self.issue(
+                "registries[1]",
+                "only one virtual registry is supported until host rules land; remove the extra entries",
+            ),
+        }
+        let defaults: Vec<usize> = file
+            .registries
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.default)
+            .map(|(i, _)| i)
+            .collect();
+        if defaults.len() > 1 {
+            self.issue(
+                format!("registries[{}].default", defaults[1]),
+                format!("`true`: registries[{}] is already the default", defaults[0]),
+            );
+        }
+    }
+
+    fn auth_limits(&mut self, file: &GatewayFile) -> AuthLimits {
+        let d = AuthLimits::default();
+        let cache = &file.server.auth_cache;
+        let throttle = &file.server.auth_throttle;
+        let limits = AuthLimits {
+            cache_ttl: cache.ttl.map_or(d.cache_ttl, |t| t.0),
+            cache_entries: cache.max_entries.unwrap_or(d.cache_entries),
+            max_failures: throttle.max_failures.unwrap_or(d.max_failures),
+            throttle_window: throttle.window.map_or(d.throttle_window, |t| t.0),
+        };
+        if limits.cache_entries == 0 {
+            self.issue(
+                "server.auth_cache.max_entries",
+                "must be at least 1: `0` (set `ttl: 0s` to disable the cache)",
+            );
+        }
+        if limits.max_failures > 0 && limits.throttle_window.is_zero() {
+            self.issue("server.auth_throttle.window", "must be greater than zero: `0`");
+        }
+        limits
     }
 }
 
-#[cfg(test)]
-mod tests;
+fn describe_target(t: &RouteTarget) -> String {
+    match &t.auth {
+        None => format!("{} (no auth)", t.upstream.name),
+        Some(a) => {
+            let scope = match a.scope {
+                AuthScope::All => "all requests",
+                AuthScope::Writes => "writes only",
+            };
+            format!(
+                "{} (auth: {} users from {}, realm \"{}\", {scope})",
+                t.upstream.name,
+                a.users.table().len(),
+                a.users.path().display(),
+                a.realm
+            )
+        }
+    }
+}
 
 /// A short human-readable description, printed by `registry-gateway check`.
 pub fn summary(c: &GatewayConfig) -> String {
@@ -346,13 +476,13 @@ pub fn summary(c: &GatewayConfig) -> String {
     for r in &c.registries {
         let default = if r.is_default { " (default)" } else { "" };
         let _ = writeln!(out, "  {}{default}", r.name);
-        let _ = writeln!(out, "    /v2/...            -> {}", r.routes.v2.name);
-        let _ = writeln!(out, "    /_ping, /v1/_ping  -> {}", r.routes.ping.name);
+        let _ = writeln!(out, "    /v2/...            -> {}", describe_target(&r.routes.v2));
+        let _ = writeln!(out, "    /_ping, /v1/_ping  -> {}", describe_target(&r.routes.ping));
         let v1 = r
             .routes
             .v1
             .as_ref()
-            .map_or("404 (no legacy upstream)", |u| u.name.as_str());
+            .map_or("404 (no legacy upstream)".to_owned(), describe_target);
         let _ = writeln!(out, "    /v1/...            -> {v1}");
         let _ = writeln!(out, "    other paths        -> 404");
     }
@@ -369,3 +499,6 @@ pub fn summary(c: &GatewayConfig) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,7 +26,7 @@ fn minimal_config_compiles_with_defaults() {
     assert_eq!(c.listeners[0].address, "127.0.0.1:5000".parse().unwrap());
     assert_eq!(c.server.grace_period, DEFAULT_GRACE_PERIOD);
     let r = c.default_registry();
-    assert_eq!(r.routes.v2.authority, "127.0.0.1:15000");
+    assert_eq!(r.routes.v2.upstream.authority, "127.0.0.1:15000");
     assert!(r.routes.v1.is_none());
     assert_eq!(c.timeouts, Timeouts::default());
 }
@@ -48,18 +48,10 @@ fn bad_scalars_name_key_value_and_line() {
         "{e}"
     );
     let e = error_of(&GOOD.replace("http://127.0.0.1:15000", "ftp://x"));
-    assert!(
-        e.contains("upstreams.registry.url") && e.contains("`ftp://x`"),
-        "{e}"
-    );
+    assert!(e.contains("upstreams.registry.url") && e.contains("`ftp://x`"), "{e}");
     let e = error_of(&format!("{GOOD}timeouts:\n  connect: ten seconds\n"));
-    assert!(
-        e.contains("timeouts.connect") && e.contains("`ten seconds`"),
-        "{e}"
-    );
-    let e = error_of(&format!(
-        "{GOOD}server:\n  trusted_proxies: [10.0.0.0/8, 300.1.1.1]\n"
-    ));
+    assert!(e.contains("timeouts.connect") && e.contains("`ten seconds`"), "{e}");
+    let e = error_of(&format!("{GOOD}server:\n  trusted_proxies: [10.0.0.0/8, 300.1.1.1]\n"));
     assert!(
         e.contains("server.trusted_proxies[1]") && e.contains("`300.1.1.1`"),
         "{e}"
@@ -69,13 +61,8 @@ fn bad_scalars_name_key_value_and_line() {
 #[test]
 fn dangling_references_name_key_and_value() {
     let e = error_of(&GOOD.replace("upstream: registry", "upstream: nowhere"));
-    assert!(
-        e.contains("registries[0].upstream") && e.contains("`nowhere`"),
-        "{e}"
-    );
-    let e = error_of(&format!(
-        "{GOOD}    routes:\n      v1: {{ upstream: legacy }}\n"
-    ));
+    assert!(e.contains("registries[0].upstream") && e.contains("`nowhere`"), "{e}");
+    let e = error_of(&format!("{GOOD}    routes:\n      v1: {{ upstream: legacy }}\n"));
     assert!(
         e.contains("registries[0].routes.v1.upstream") && e.contains("`legacy`"),
         "{e}"
@@ -92,14 +79,8 @@ registries: []
 timeouts: { keepalive: 0 }
 "#;
     let e = error_of(text);
-    assert!(
-        e.contains("gw.yaml: listeners: at least one listener"),
-        "{e}"
-    );
-    assert!(
-        e.contains("gw.yaml: registries: at least one virtual registry"),
-        "{e}"
-    );
+    assert!(e.contains("gw.yaml: listeners: at least one listener"), "{e}");
+    assert!(e.contains("gw.yaml: registries: at least one virtual registry"), "{e}");
     assert!(
         e.contains("gw.yaml: timeouts.keepalive: must be greater than zero"),
         "{e}"
@@ -136,6 +117,57 @@ fn routes_override_upstreams() {
     );
     let c = parse(&text).unwrap();
     let v1 = c.default_registry().routes.v1.as_ref().unwrap();
-    assert_eq!(v1.name, "legacy");
-    assert_eq!(v1.host_header, HostHeaderMode::Upstream);
+    assert_eq!(v1.upstream.name, "legacy");
+    assert_eq!(v1.upstream.host_header, HostHeaderMode::Upstream);
+}
+
+fn with_htpasswd(yaml: &str) -> (tempfile::TempDir, Result<GatewayConfig, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users"), "alice:{PLAIN}pw\n").unwrap();
+    let path = dir.path().join("gw.yaml");
+    let result = GatewayConfig::parse(yaml, &path).map_err(|e| e.to_string());
+    (dir, result)
+}
+
+#[test]
+fn auth_inherits_down_and_ping_stays_open() {
+    let yaml = format!("{GOOD}auth:\n  realm: corp\n  htpasswd: users\n");
+    let (_dir, c) = with_htpasswd(&yaml);
+    let c = c.unwrap();
+    let routes = &c.default_registry().routes;
+    let v2 = routes.v2.auth.as_ref().expect("v2 inherits the gateway's auth");
+    assert_eq!(v2.realm, "corp");
+    assert_eq!(v2.scope, AuthScope::All);
+    assert!(routes.ping.auth.is_none(), "ping is open by default");
+    assert_eq!(c.htpasswd_files.len(), 1);
+}
+
+#[test]
+fn auth_can_be_switched_off_or_narrowed_per_level() {
+    let yaml = format!(
+        "{GOOD}    auth: {{ htpasswd: users, scope: writes }}\n    routes:\n      ping: {{ auth: {{ htpasswd: users }} }}\n"
+    );
+    let (_dir, c) = with_htpasswd(&yaml);
+    let c = c.unwrap();
+    let routes = &c.default_registry().routes;
+    assert_eq!(routes.v2.auth.as_ref().unwrap().scope, AuthScope::Writes);
+    assert!(routes.ping.auth.is_some(), "ping auth can be required");
+    assert_eq!(c.htpasswd_files.len(), 1, "one table per file");
+
+    let yaml = format!("{GOOD}    auth: off\nauth:\n  htpasswd: users\n");
+    let (_dir, c) = with_htpasswd(&yaml);
+    assert!(c.unwrap().default_registry().routes.v2.auth.is_none());
+}
+
+#[test]
+fn auth_errors_name_the_key() {
+    let (_dir, e) = with_htpasswd(&format!("{GOOD}auth:\n  htpasswd: missing-file\n"));
+    let e = e.unwrap_err();
+    assert!(e.contains("auth.htpasswd") && e.contains("missing-file"), "{e}");
+    let (_dir, e) = with_htpasswd(&format!("{GOOD}auth: on\n"));
+    let e = e.unwrap_err();
+    assert!(e.contains("auth") && e.contains("`on`"), "{e}");
+    let (_dir, e) = with_htpasswd(&format!("{GOOD}auth:\n  htpasswd: users\n  scope: reads\n"));
+    let e = e.unwrap_err();
+    assert!(e.contains("auth.scope") && e.contains("reads"), "{e}");
 }

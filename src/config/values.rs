@@ -22,11 +22,8 @@ impl FromStr for Duration {
         let t = text.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
-        let bad = || {
-            format!(
-                "invalid duration `{text}`: expected a number with a unit such as `500ms`, `10s`, `15m`, `1h`"
-            )
-        };
+        let bad =
+            || format!("invalid duration `{text}`: expected a number with a unit such as `500ms`, `10s`, `15m`, `1h`");
         let n: u64 = digits.parse().map_err(|_| bad())?;
         let d = match unit.trim() {
             "ms" => std::time::Duration::from_millis(n),
@@ -103,15 +100,11 @@ impl IpNet {
         let ip = canonical(ip);
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -130,9 +123,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 impl FromStr for IpNet {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("invalid IP network `{text}`: expected an address or CIDR such as `10.0.0.0/8`")
-        };
+        let bad = || format!("invalid IP network `{text}`: expected an address or CIDR such as `10.0.0.0/8`");
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
@@ -140,12 +131,7 @@ impl FromStr for IpNet {
         let addr = canonical(addr.trim().parse::<IpAddr>().map_err(|_| bad())?);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(bad)?,
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
             None => max,
         };
         Ok(IpNet { addr, prefix })
@@ -181,9 +167,7 @@ impl FromStr for UpstreamUrl {
                 ));
             }
             _ => {
-                return Err(format!(
-                    "invalid upstream URL `{text}`: expected http://HOST[:PORT]"
-                ));
+                return Err(format!("invalid upstream URL `{text}`: expected http://HOST[:PORT]"));
             }
         };
         let (authority, path) = match rest.find('/') {
@@ -237,12 +221,7 @@ mod tests {
         assert_eq!("15m".parse::<Duration>().unwrap().0.as_secs(), 900);
         assert_eq!("250ms".parse::<Duration>().unwrap().0.as_millis(), 250);
         assert_eq!("7".parse::<Duration>().unwrap().0.as_secs(), 7);
-        assert!(
-            "ten seconds"
-                .parse::<Duration>()
-                .unwrap_err()
-                .contains("`ten seconds`")
-        );
+        assert!("ten seconds".parse::<Duration>().unwrap_err().contains("`ten seconds`"));
         assert!("10 parsecs".parse::<Duration>().is_err());
     }
 

@@ -141,10 +141,7 @@ impl Gateway {
     /// Starts the gateway with a hand-written config whose (first) listener
     /// is `listen`.
     pub fn start_yaml(yaml: &str, listen: SocketAddr) -> Gateway {
-        let dir = tempfile::Builder::new()
-            .prefix("gateway-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("gateway-").tempdir().expect("temp dir");
         let config_path = dir.path().join("gateway.yaml");
         fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join("gateway.log");
@@ -266,8 +263,8 @@ impl Drop for Gateway {
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))

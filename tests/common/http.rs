@@ -175,12 +175,10 @@ impl Conn {
                 format!("not an HTTP status line: {status_line:?}"),
             ));
         }
-        let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad status line: {status_line:?}"),
-            )
-        })?;
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line: {status_line:?}")))?;
         let reason = parts.next().unwrap_or("").to_string();
         let mut headers = Vec::new();
         loop {
@@ -196,12 +194,9 @@ impl Conn {
             if l.is_empty() {
                 break;
             }
-            let (k, v) = l.split_once(':').ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad header line: {l:?}"),
-                )
-            })?;
+            let (k, v) = l
+                .split_once(':')
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header line: {l:?}")))?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
         Ok(Head {
@@ -246,12 +241,10 @@ impl Conn {
         let body = if chunked {
             self.read_chunked()?
         } else if let Some(len) = head.header("content-length") {
-            let len: usize = len.trim().parse().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad Content-Length {len:?}"),
-                )
-            })?;
+            let len: usize = len
+                .trim()
+                .parse()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad Content-Length {len:?}")))?;
             let mut body = vec![0; len];
             self.reader.read_exact(&mut body)?;
             body
@@ -269,19 +262,9 @@ impl Conn {
         loop {
             line.clear();
             self.reader.read_line(&mut line)?;
-            let size_text = line
-                .trim()
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            let size = usize::from_str_radix(&size_text, 16).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad chunk size {line:?}"),
-                )
-            })?;
+            let size_text = line.trim().split(';').next().unwrap_or("").trim().to_string();
+            let size = usize::from_str_radix(&size_text, 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}")))?;
             if size == 0 {
                 // Trailers until an empty line.
                 loop {
@@ -401,9 +384,7 @@ impl Request {
     }
 
     fn has_header(&self, name: &str) -> bool {
-        self.headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+        self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
     }
 
     /// The request line and headers (with `Host: <addr>` unless a Host header
@@ -489,9 +470,9 @@ impl Request {
         let mut conn = Conn::open(addr);
         conn.send(&self.to_bytes(addr));
         loop {
-            let head = conn.read_head().unwrap_or_else(|e| {
-                panic!("{} {} to {addr} failed: {e}", self.method, self.target)
-            });
+            let head = conn
+                .read_head()
+                .unwrap_or_else(|e| panic!("{} {} to {addr} failed: {e}", self.method, self.target));
             if !(100..200).contains(&head.status) {
                 return head.into_response(Vec::new());
             }
@@ -516,11 +497,7 @@ pub fn send_then_abort(addr: SocketAddr, bytes: &[u8], hold: Duration) {
 }
 
 /// Like [`send_then_abort`], on a background thread.
-pub fn spawn_send_then_abort(
-    addr: SocketAddr,
-    bytes: Vec<u8>,
-    hold: Duration,
-) -> std::thread::JoinHandle<()> {
+pub fn spawn_send_then_abort(addr: SocketAddr, bytes: Vec<u8>, hold: Duration) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || send_then_abort(addr, &bytes, hold))
 }
 
@@ -560,11 +537,7 @@ pub fn assert_json_error(rsp: &Response, status: u16, code: &str) {
     let errors = v["errors"]
         .as_array()
         .unwrap_or_else(|| panic!("no errors array in the body:\n{}", rsp.describe()));
-    assert!(
-        !errors.is_empty(),
-        "empty errors array:\n{}",
-        rsp.describe()
-    );
+    assert!(!errors.is_empty(), "empty errors array:\n{}", rsp.describe());
     assert_eq!(
         errors[0]["code"].as_str(),
         Some(code),

@@ -216,11 +216,7 @@ impl OciImageBuilder {
             "config": {},
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
         });
-        let config = write_blob(
-            &blobs_dir,
-            &serde_json::to_vec(&config).unwrap(),
-            MEDIA_CONFIG,
-        );
+        let config = write_blob(&blobs_dir, &serde_json::to_vec(&config).unwrap(), MEDIA_CONFIG);
 
         let layer_descs: Vec<_> = layers
             .iter()
@@ -232,11 +228,7 @@ impl OciImageBuilder {
             "config": { "mediaType": MEDIA_CONFIG, "digest": config.digest, "size": config.size },
             "layers": layer_descs,
         });
-        let manifest = write_blob(
-            &blobs_dir,
-            &serde_json::to_vec(&manifest).unwrap(),
-            MEDIA_MANIFEST,
-        );
+        let manifest = write_blob(&blobs_dir, &serde_json::to_vec(&manifest).unwrap(), MEDIA_MANIFEST);
 
         let index = json!({
             "schemaVersion": 2,
@@ -261,11 +253,7 @@ impl OciImageBuilder {
 
 fn write_blob(blobs_dir: &Path, data: &[u8], media_type: &str) -> Blob {
     let digest = sha256_bytes(data);
-    fs::write(
-        blobs_dir.join(digest.strip_prefix("sha256:").unwrap()),
-        data,
-    )
-    .unwrap();
+    fs::write(blobs_dir.join(digest.strip_prefix("sha256:").unwrap()), data).unwrap();
     Blob {
         digest,
         size: data.len() as u64,
@@ -316,17 +304,10 @@ fn write_tar_layer(blobs_dir: &Path, name: &str, size: u64, seed: u64) -> io::Re
     w.write_all(&vec![0u8; pad])?;
     w.write_all(&[0u8; 1024])?; // end-of-archive: two zero blocks
     w.flush()?;
-    let HashingWriter {
-        inner,
-        hasher,
-        written,
-    } = w;
+    let HashingWriter { inner, hasher, written } = w;
     inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let digest = format!("sha256:{}", hex(&hasher.finalize()));
-    fs::rename(
-        &tmp,
-        blobs_dir.join(digest.strip_prefix("sha256:").unwrap()),
-    )?;
+    fs::rename(&tmp, blobs_dir.join(digest.strip_prefix("sha256:").unwrap()))?;
     Ok(Blob {
         digest,
         size: written,

@@ -66,10 +66,7 @@ impl Registry {
         };
         let ready = wait_until(Duration::from_secs(20), || {
             if let Ok(Some(status)) = registry.child.try_wait() {
-                panic!(
-                    "docker-registry exited early ({status}); log:\n{}",
-                    registry.log()
-                );
+                panic!("docker-registry exited early ({status}); log:\n{}", registry.log());
             }
             matches!(Request::get("/v2/").try_send(addr), Ok(r) if r.status == 200)
         });
@@ -128,12 +125,7 @@ impl Registry {
     /// Returns the digest.
     pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let (digest, rsp) = upload_blob(self.addr, repo, data);
-        assert_eq!(
-            rsp.status,
-            201,
-            "direct blob upload failed:\n{}",
-            rsp.describe()
-        );
+        assert_eq!(rsp.status, 201, "direct blob upload failed:\n{}", rsp.describe());
         digest
     }
 
@@ -162,19 +154,11 @@ impl Drop for Registry {
 pub fn upload_blob(addr: SocketAddr, repo: &str, data: &[u8]) -> (String, super::http::Response) {
     let digest = super::oci::sha256_bytes(data);
     let rsp = Request::post(&format!("/v2/{repo}/blobs/uploads/")).send(addr);
-    assert_eq!(
-        rsp.status,
-        202,
-        "opening an upload on {addr}:\n{}",
-        rsp.describe()
-    );
+    assert_eq!(rsp.status, 202, "opening an upload on {addr}:\n{}", rsp.describe());
     let upload = super::http::path_of(rsp.expect_header("location"));
-    let rsp = Request::put(&super::http::with_query(
-        &upload,
-        &format!("digest={digest}"),
-    ))
-    .header("Content-Type", "application/octet-stream")
-    .body(data.to_vec())
-    .send(addr);
+    let rsp = Request::put(&super::http::with_query(&upload, &format!("digest={digest}")))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.to_vec())
+        .send(addr);
     (digest, rsp)
 }

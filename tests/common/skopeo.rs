@@ -73,13 +73,7 @@ pub fn skopeo_pull(src: &str, dir: &Path, tag: &str) -> OciImage {
 #[track_caller]
 pub fn skopeo_inspect_raw(reference: &str) -> Vec<u8> {
     let r = format!("docker://{reference}");
-    let out = skopeo(&[
-        "--insecure-policy",
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &r,
-    ]);
+    let out = skopeo(&["--insecure-policy", "inspect", "--raw", "--tls-verify=false", &r]);
     assert_success(&format!("skopeo inspect --raw {r}"), &out);
     out.stdout
 }

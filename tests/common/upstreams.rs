@@ -38,10 +38,7 @@ impl RecordedRequest {
     pub fn headers_starting_with(&self, prefix: &str) -> Vec<(&str, &str)> {
         self.headers
             .iter()
-            .filter(|(k, _)| {
-                k.to_ascii_lowercase()
-                    .starts_with(&prefix.to_ascii_lowercase())
-            })
+            .filter(|(k, _)| k.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
     }
@@ -186,14 +183,11 @@ fn serve_recording(conn: TcpStream, own: SocketAddr, shared: Arc<Shared>) {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     return;
                 }
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .unwrap_or(0);
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).unwrap_or(0);
                 if size == 0 {
                     loop {
                         line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0
-                            || line.trim_end().is_empty()
-                        {
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
                             break;
                         }
                     }
