@@ -18,10 +18,9 @@ run_dir="$root/.run"
 reg_addr="127.0.0.1:15000"
 mkdir -p "$run_dir/registry-data"
 
-# TLS dev certificates ----------------------------------------------------
-# TODO(tls): generate certs/dev/ (CA + server cert for 127.0.0.1/localhost)
-# here once the gateway's TLS listener lands; certs/dev/ is git-ignored.
-# --------------------------------------------------------------------------
+# TLS on :5443 uses a development CA and certificate, made once into the
+# git-ignored certs/dev/ (clients trust certs/dev/trust/ca.crt).
+target/release/registry-gateway certs --out certs/dev
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
@@ -96,7 +95,8 @@ while (($#)); do
 done
 ((has_config)) || args=(--config gateway.yaml "${args[@]}")
 
-echo "run: try it:  curl -i http://127.0.0.1:5000/v2/   or   skopeo copy --dest-tls-verify=false docker-archive:img.tar docker://127.0.0.1:5000/demo/img:latest"
+echo "run: try it:  curl -i http://127.0.0.1:5000/v2/   curl --cacert certs/dev/ca.crt https://localhost:5443/v2/"
+echo "run:          skopeo copy --dest-cert-dir certs/dev/trust oci:DIR:TAG docker://localhost:5443/demo/img:TAG"
 
 # Not a literal `exec`: the shell stays to stop the registry afterwards. The
 # gateway runs in the background so that a TERM sent to this script is

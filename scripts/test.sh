@@ -37,6 +37,10 @@ if ! cargo build --release --all-targets; then
 fi
 summary+=("build:   ok")
 
+# The default gateway.yaml serves TLS with the development certificates the
+# run command makes; tests check that config too.
+target/release/registry-gateway certs --out certs/dev
+
 echo "==> cargo test --release"
 # cargo prints one "test result:" line per test binary, the doc-tests (often
 # empty) last; the output is kept to print one grand total at the very end.

@@ -29,11 +29,8 @@ pub fn record(
         .client_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "-".into());
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("-");
+    let authority = crate::rewrite::request_authority(req);
+    let host = authority.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-");
     let path = req.uri.path();
     let upstream = upstream.map(|u| u.address.to_string()).unwrap_or_else(|| "-".into());
     let registry = registry.map_or("-", |r| r.name.as_str());

@@ -9,10 +9,13 @@
 pub mod access_log;
 pub mod auth;
 pub mod config;
+pub mod listeners;
 pub mod passwd;
 pub mod proxy;
+pub mod reload;
 pub mod reply;
 pub mod rewrite;
 pub mod routing;
 pub mod server;
+pub mod tls;
 pub mod upstream;

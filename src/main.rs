@@ -39,12 +39,27 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
+    /// Make a development CA and server certificate (not for production).
+    Certs {
+        /// Output folder.
+        #[arg(long, default_value = "certs/dev")]
+        out: PathBuf,
+        /// DNS names and IP addresses of the server certificate.
+        #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+        names: Vec<String>,
+        /// Replace existing files (otherwise existing certificates are kept).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
+    if let Some(Command::Certs { out, names, force }) = &cli.command {
+        return certs(out, names, *force);
+    }
     if let Some(Command::Passwd {
         file,
         user,
@@ -80,7 +95,9 @@ fn main() -> ExitCode {
             println!("{}: configuration OK", config.source.display());
             ExitCode::SUCCESS
         }
-        Some(Command::Passwd { .. }) => unreachable!("handled before loading the configuration"),
+        Some(Command::Passwd { .. } | Command::Certs { .. }) => {
+            unreachable!("handled before loading the configuration")
+        }
         None => match registry_gateway::server::run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -117,4 +134,33 @@ fn passwd(file: &Path, user: &str, delete: bool, stdin: bool, cost: u32) -> Resu
     let existed = passwd::update_file(file, user, Some(&line))?;
     let verb = if existed { "updated" } else { "added" };
     Ok(format!("{verb} user {user} in {}", file.display()))
+}
+
+fn certs(out: &Path, names: &[String], force: bool) -> ExitCode {
+    use registry_gateway::tls::dev;
+    if !force && out.join(dev::SERVER_CERT).exists() && out.join(dev::SERVER_KEY).exists() {
+        eprintln!(
+            "{}: development certificates exist; --force replaces them",
+            out.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match dev::generate(out, names) {
+        Ok(()) => {
+            eprintln!(
+                "wrote {0}/{1} (CA), {0}/{2} and {0}/{3} for {4}; clients trust {0}/{5}/{1}",
+                out.display(),
+                dev::CA_CERT,
+                dev::SERVER_CERT,
+                dev::SERVER_KEY,
+                names.join(", "),
+                dev::TRUST_DIR
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

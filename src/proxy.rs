@@ -22,6 +22,7 @@ use http::header::AUTHORIZATION;
 
 use crate::auth::{AuthOutcome, AuthPolicy, Authenticator};
 use crate::config::GatewayConfig;
+use crate::listeners::RedirectTable;
 use crate::reply::ErrorReply;
 use crate::rewrite::{self, ClientView, Scheme};
 use crate::routing::{self, Route, VirtualRegistry};
@@ -34,12 +35,37 @@ pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 pub struct RegistryProxy {
     config: Arc<GatewayConfig>,
     auth: Authenticator,
+    redirects: RedirectTable,
 }
 
 impl RegistryProxy {
     pub fn new(config: Arc<GatewayConfig>) -> Self {
         let auth = Authenticator::new(config.auth_limits);
-        RegistryProxy { config, auth }
+        let redirects = RedirectTable::new(&config.listeners);
+        RegistryProxy {
+            config,
+            auth,
+            redirects,
+        }
+    }
+
+    /// Answers requests on redirecting listeners; `Ok(true)` when it did.
+    async fn redirect_to_https(&self, session: &mut Session) -> Result<bool> {
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let Some(port) = local.and_then(|a| self.redirects.https_port(a)) else {
+            return Ok(false);
+        };
+        let req = session.req_header();
+        let Some(authority) = rewrite::request_authority(req) else {
+            ErrorReply::BadRequest("request without Host header")
+                .send(session, false)
+                .await?;
+            return Ok(true);
+        };
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = rewrite::https_redirect_location(authority.to_str().unwrap_or_default(), port, path);
+        crate::reply::send_redirect(session, &location).await?;
+        Ok(true)
     }
 
     /// `Ok(true)` when the request may go on; otherwise the answer
@@ -134,6 +160,9 @@ impl ProxyHttp for RegistryProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if !self.redirects.is_empty() && self.redirect_to_https(session).await? {
+            return Ok(true);
+        }
         let req = session.req_header();
         let route = match routing::classify(req.uri.path().as_bytes()) {
             Ok(route) => route,

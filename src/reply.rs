@@ -104,6 +104,19 @@ impl ErrorReply {
     }
 }
 
+/// `308 Permanent Redirect` (keeps method and body) to `location`.
+pub async fn send_redirect(session: &mut Session, location: &str) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(308, Some(3))?;
+    resp.insert_header("Location", location)?;
+    resp.insert_header("Content-Length", 0)?;
+    session
+        .as_downstream_mut()
+        .write_error_response(resp, Bytes::new())
+        .await?;
+    drain_request_body(session).await;
+    Ok(())
+}
+
 /// Bounds on reading a rejected request's body before closing.
 const DRAIN_BYTES: usize = 1 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(2);

@@ -233,6 +233,21 @@ pub fn prepare_client_response(resp: &mut ResponseHeader, upstream_authority: &s
     }
 }
 
+/// Where a plain-HTTP request is sent on a redirecting listener: the same
+/// host (its port replaced) on `https_port`, same path and query.
+pub fn https_redirect_location(authority: &str, https_port: u16, path_and_query: &str) -> String {
+    let host = match authority.rsplit_once(':') {
+        // `[::1]:80` and `host:80`, but not a bare IPv6 literal's colons.
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) => h,
+        _ => authority,
+    };
+    if https_port == 443 {
+        format!("https://{host}{path_and_query}")
+    } else {
+        format!("https://{host}:{https_port}{path_and_query}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +325,23 @@ mod tests {
         prepare_upstream_request(&mut req, &view, HostHeaderMode::Client, &up);
         assert_eq!(header(&req, "forwarded"), None);
         assert_eq!(header(&req, "x-forwarded-host"), Some("r.example"));
+    }
+
+    #[test]
+    fn https_redirects_keep_host_path_and_query() {
+        assert_eq!(
+            https_redirect_location("r.example:80", 443, "/v2/?a=b"),
+            "https://r.example/v2/?a=b"
+        );
+        assert_eq!(
+            https_redirect_location("r.example", 5443, "/v2/"),
+            "https://r.example:5443/v2/"
+        );
+        assert_eq!(
+            https_redirect_location("[::1]:5000", 5443, "/v2/"),
+            "https://[::1]:5443/v2/"
+        );
+        assert_eq!(https_redirect_location("[::1]", 443, "/"), "https://[::1]/");
     }
 
     fn view(authority: &str, scheme: Scheme) -> ClientView {

@@ -19,7 +19,9 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::GatewayConfig;
+use crate::listeners;
 use crate::proxy::{IN_FLIGHT, RegistryProxy};
+use crate::reload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -46,11 +48,14 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
             source,
         })?;
     }
-    let files = config.htpasswd_files.clone();
-    crate::auth::htpasswd::watch(files.clone(), HTPASSWD_POLL);
+    let reloadable = config.reloadable();
+    reload::watch(reloadable.clone(), FILE_POLL);
     install_sighup_handler(move || {
-        log::info!("SIGHUP received: re-reading {} htpasswd file(s)", files.len());
-        crate::auth::htpasswd::reload_all(&files, true);
+        log::info!(
+            "SIGHUP received: re-reading {} htpasswd/certificate set(s)",
+            reloadable.len()
+        );
+        reload::reload_all(&reloadable, true);
     })?;
 
     let config = Arc::new(config);
@@ -71,15 +76,11 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
         RegistryProxy::new(config.clone()),
         "registry-gateway",
     );
-    for l in &config.listeners {
-        proxy.add_tcp(&l.address.to_string());
-        log::info!(
-            "listening on http://{} ({}) -> registry {}",
-            l.address,
-            l.name,
-            describe_upstreams(&config)
-        );
+    if let Some(app) = proxy.app_logic_mut() {
+        app.h2_options = Some(listeners::h2_options());
     }
+    listeners::add_all(&mut proxy, &config);
+    log::info!("serving registry {}", describe_upstreams(&config));
     server.add_service(proxy);
     server.run(RunArgs {
         shutdown_signal: Box::new(SignalWatch { grace }),
@@ -90,14 +91,12 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
 
 fn describe_upstreams(config: &GatewayConfig) -> String {
     let r = config.default_registry();
-    format!(
-        "{} via upstream {} (http://{})",
-        r.name, r.routes.v2.upstream.name, r.routes.v2.upstream.authority
-    )
+    let up = &r.routes.v2.upstream;
+    format!("{} via upstream {} ({})", r.name, up.name, up.url())
 }
 
-/// How often htpasswd files are checked for changes.
-const HTPASSWD_POLL: Duration = Duration::from_secs(2);
+/// How often htpasswd and certificate files are checked for changes.
+const FILE_POLL: Duration = Duration::from_secs(2);
 
 /// Pingora leaves SIGHUP at its default action, which kills the process.
 fn install_sighup_handler(on_hup: impl Fn() + Send + 'static) -> Result<(), StartError> {

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -94,8 +94,21 @@ fn valid_config_passes_check_and_prints_the_listener() {
 
 #[test]
 fn the_repository_default_gateway_yaml_passes_check() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("gateway.yaml");
     assert!(path.exists(), "the crate root has no gateway.yaml");
+    // The default config serves TLS with the development certificates that
+    // the run command makes when they are missing; do the same here.
+    let certs = Command::new(env!("CARGO_BIN_EXE_registry-gateway"))
+        .args(["certs", "--out"])
+        .arg(root.join("certs/dev"))
+        .output()
+        .unwrap();
+    assert!(
+        certs.status.success(),
+        "certs failed: {}",
+        String::from_utf8_lossy(&certs.stderr)
+    );
     let yaml = std::fs::read_to_string(&path).unwrap();
     let out = run_check(&path);
     let (stdout, stderr) = text(&out);

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
 use super::hash::PasswordHash;
+use crate::reload::{FileStamp, Reloadable};
 
 /// The users of one htpasswd file at one point in time.
 #[derive(Debug, Default)]
@@ -102,31 +102,13 @@ pub struct HtpasswdError {
     pub source: std::io::Error,
 }
 
-/// Identity of the file's current content, to notice changes cheaply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok(Stamp {
-        modified: m.modified().ok(),
-        len: m.len(),
-        inode: m.ino(),
-    })
-}
-
 /// An htpasswd file: the current table, swapped atomically on reload so
 /// readers never lock.
 #[derive(Debug)]
 pub struct HtpasswdFile {
     path: PathBuf,
     table: ArcSwap<UserTable>,
-    stamp: std::sync::Mutex<Option<Stamp>>,
+    stamp: std::sync::Mutex<Option<FileStamp>>,
     /// Bumped on every successful reload; cached logins of older
     /// generations are void.
     generation: AtomicU64,
@@ -138,7 +120,7 @@ impl HtpasswdFile {
             path: path.to_owned(),
             source,
         };
-        let before = stamp(path).map_err(err)?;
+        let before = FileStamp::of(path).map_err(err)?;
         let text = std::fs::read_to_string(path).map_err(err)?;
         let table = Self::parse_logged(path, &text);
         Ok(HtpasswdFile {
@@ -178,7 +160,7 @@ impl HtpasswdFile {
             source,
         };
         let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        let now = stamp(&self.path).map_err(err)?;
+        let now = FileStamp::of(&self.path).map_err(err)?;
         if !force && *last == Some(now) {
             return Ok(false);
         }
@@ -193,32 +175,12 @@ impl HtpasswdFile {
     }
 }
 
-/// Re-reads every file that changed (every file, with `force`), logging
-/// failures: a file that cannot be read keeps serving its previous table.
-pub fn reload_all(files: &[Arc<HtpasswdFile>], force: bool) {
-    for f in files {
-        if let Err(e) = f.reload(force) {
+impl Reloadable for HtpasswdFile {
+    fn reload(&self, force: bool) {
+        if let Err(e) = HtpasswdFile::reload(self, force) {
             log::error!("{e}; keeping the previous users");
         }
     }
-}
-
-/// Polls the files for changes in the background. Polling a few stat()s a
-/// second is cheaper and more robust than inotify across editors' rename
-/// tricks and files replaced by configuration management.
-pub fn watch(files: Vec<Arc<HtpasswdFile>>, every: std::time::Duration) {
-    if files.is_empty() {
-        return;
-    }
-    std::thread::Builder::new()
-        .name("htpasswd-watch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(every);
-                reload_all(&files, false);
-            }
-        })
-        .expect("spawning the htpasswd watcher");
 }
 
 #[cfg(test)]

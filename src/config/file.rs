@@ -67,6 +67,36 @@ pub struct AuthThrottleSection {
 pub struct ListenerSection {
     pub name: Option<String>,
     pub address: ListenAddress,
+    /// Terminate TLS on this listener.
+    pub tls: Option<ListenerTlsSection>,
+    /// Plain listeners only: answer every request with a redirect to
+    /// `https://` on this port.
+    pub redirect_to_https: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSection {
+    /// The first one is served to clients without SNI or with an unknown name.
+    pub certificates: Vec<CertificateSection>,
+    /// Offer HTTP/2 by ALPN beside HTTP/1.1.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSection {
+    /// PEM, full chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// SNI names served with this certificate beyond its own SAN names.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +109,23 @@ pub struct UpstreamSection {
     /// authenticated itself (it is removed by default).
     #[serde(default)]
     pub forward_authorization: bool,
+    /// For `https://` upstreams.
+    pub tls: Option<UpstreamTlsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// PEM CA bundle to verify the upstream with, instead of the system roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain and key for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Name sent as SNI and verified, instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Skip certificate verification entirely. Logged at start.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// Which Host header the upstream registry receives.

@@ -12,11 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use file::HostHeaderMode;
-use file::{AuthScopeSetting, AuthSetting, GatewayFile, RegistrySection, RouteSection};
+use file::{AuthScopeSetting, AuthSetting, GatewayFile, ListenerTlsSection, RegistrySection, RouteSection};
 use values::IpNet;
 
 use crate::auth::{AuthLimits, AuthPolicy, AuthScope, HtpasswdFile};
+use crate::reload::Reloadable;
 use crate::routing::{RouteTable, RouteTarget, VirtualRegistry};
+use crate::tls::certs::ServerCertificate;
+use crate::tls::{CertificateSpec, SniResolver};
 use crate::upstream::{Timeouts, Upstream};
 
 /// One problem found in the configuration, pointing at where it is.
@@ -69,6 +72,17 @@ impl ConfigError {
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
+    pub tls: Option<TlsListener>,
+    /// Plain listener answering every request with a redirect to this
+    /// HTTPS port.
+    pub redirect_to_https: Option<u16>,
+}
+
+/// The TLS side of a listener.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub certificates: Arc<SniResolver>,
+    pub http2: bool,
 }
 
 /// Process-wide settings.
@@ -128,6 +142,17 @@ impl GatewayConfig {
             .unwrap_or(&self.registries[0])
     }
 
+    /// Everything re-read on change and on SIGHUP.
+    pub fn reloadable(&self) -> Vec<Arc<dyn Reloadable>> {
+        let files = self.htpasswd_files.iter().map(|f| f.clone() as Arc<dyn Reloadable>);
+        let certs = self
+            .listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref())
+            .map(|t| t.certificates.clone() as Arc<dyn Reloadable>);
+        files.chain(certs).collect()
+    }
+
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
         self.server.trusted_proxies.iter().any(|net| net.contains(ip))
     }
@@ -171,11 +196,14 @@ fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIs
     if file.upstreams.is_empty() {
         c.issue("upstreams", "at least one upstream is required");
     }
-    c.upstreams = file
-        .upstreams
-        .iter()
-        .map(|(name, u)| (name.clone(), Arc::new(Upstream::new(name, u, &timeouts))))
-        .collect();
+    for (name, u) in &file.upstreams {
+        match Upstream::new(name, u, &timeouts, &c.config_dir) {
+            Ok(up) => {
+                c.upstreams.insert(name.clone(), Arc::new(up));
+            }
+            Err(e) => c.issue(format!("upstreams.{name}.{}", e.key), e.message),
+        }
+    }
 
     let gateway_auth = match &file.auth {
         Some(setting) => c.auth_setting("auth", setting),
@@ -257,12 +285,68 @@ impl Compiler {
                     format!("address `{address}` is used by an earlier listener"),
                 );
             }
+            let tls = l.tls.as_ref().and_then(|t| self.tls_listener(i, t));
+            if l.tls.is_some() && l.redirect_to_https.is_some() {
+                self.issue(
+                    format!("listeners[{i}].redirect_to_https"),
+                    "only plain listeners redirect to HTTPS; this one has `tls`",
+                );
+            }
+            if l.redirect_to_https == Some(0) {
+                self.issue(format!("listeners[{i}].redirect_to_https"), "invalid port `0`");
+            }
             out.push(Listener {
                 name: l.name.clone().unwrap_or_else(|| format!("listener-{i}")),
                 address,
+                tls,
+                redirect_to_https: l.redirect_to_https,
             });
         }
         out
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        self.config_dir.join(p)
+    }
+
+    fn tls_listener(&mut self, i: usize, t: &ListenerTlsSection) -> Option<TlsListener> {
+        if t.certificates.is_empty() {
+            self.issue(
+                format!("listeners[{i}].tls.certificates"),
+                "at least one certificate is required",
+            );
+            return None;
+        }
+        let specs: Vec<CertificateSpec> = t
+            .certificates
+            .iter()
+            .map(|c| CertificateSpec {
+                cert: self.path(&c.cert),
+                key: self.path(&c.key),
+                names: c.names.clone(),
+            })
+            .collect();
+        // Each pair checked on its own first, so the error names its key.
+        let mut ok = true;
+        for (j, spec) in specs.iter().enumerate() {
+            if let Err(e) = ServerCertificate::load(&spec.cert, &spec.key) {
+                self.issue(format!("listeners[{i}].tls.certificates[{j}]"), e.to_string());
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match SniResolver::load(specs) {
+            Ok(r) => Some(TlsListener {
+                certificates: Arc::new(r),
+                http2: t.http2,
+            }),
+            Err(e) => {
+                self.issue(format!("listeners[{i}].tls"), e.to_string());
+                None
+            }
+        }
     }
 
     fn upstream(&mut self, key: String, name: &str) -> Option<Arc<Upstream>> {
@@ -462,14 +546,28 @@ pub fn summary(c: &GatewayConfig) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "listeners:");
     for l in &c.listeners {
-        let _ = writeln!(out, "  {} http://{}", l.name, l.address);
+        let _ = writeln!(out, "  {}", crate::listeners::describe(l));
+        if let Some(tls) = &l.tls {
+            for spec in &tls.certificates.specs {
+                let _ = writeln!(
+                    out,
+                    "    certificate {} (key {})",
+                    spec.cert.display(),
+                    spec.key.display()
+                );
+            }
+            let _ = writeln!(out, "    SNI names: {}", tls.certificates.names().join(", "));
+        }
     }
     let _ = writeln!(out, "upstreams:");
     for u in &c.upstreams {
         let _ = writeln!(
             out,
-            "  {} http://{} ({}), Host header: {:?}",
-            u.name, u.authority, u.address, u.host_header
+            "  {} {} ({}), Host header: {:?}",
+            u.name,
+            u.url(),
+            u.address,
+            u.host_header
         );
     }
     let _ = writeln!(out, "registries:");

@@ -154,20 +154,19 @@ pub struct UpstreamUrl {
     pub port: u16,
     /// Resolved once at load; the hot path never resolves names.
     pub address: SocketAddr,
+    pub tls: bool,
 }
 
 impl FromStr for UpstreamUrl {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let rest = match text.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-                return Err(format!(
-                    "unsupported upstream URL `{text}`: https upstreams are not supported yet, use http://"
-                ));
-            }
+        let (rest, tls) = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, false),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (rest, true),
             _ => {
-                return Err(format!("invalid upstream URL `{text}`: expected http://HOST[:PORT]"));
+                return Err(format!(
+                    "invalid upstream URL `{text}`: expected http://HOST[:PORT] or https://..."
+                ));
             }
         };
         let (authority, path) = match rest.find('/') {
@@ -176,7 +175,7 @@ impl FromStr for UpstreamUrl {
         };
         if !(path.is_empty() || path == "/") || authority.contains(['?', '#', '@']) {
             return Err(format!(
-                "invalid upstream URL `{text}`: only http://HOST[:PORT] is supported (no path, query or user info)"
+                "invalid upstream URL `{text}`: only SCHEME://HOST[:PORT] is supported (no path, query or user info)"
             ));
         }
         let uri: http::uri::Authority = authority
@@ -186,7 +185,7 @@ impl FromStr for UpstreamUrl {
         if host.is_empty() {
             return Err(format!("invalid upstream URL `{text}`: missing host"));
         }
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let address = (host, port)
             .to_socket_addrs()
             .ok()
@@ -201,6 +200,7 @@ impl FromStr for UpstreamUrl {
             host: host.to_ascii_lowercase(),
             port,
             address,
+            tls,
         })
     }
 }

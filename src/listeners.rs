@@ -1,0 +1,120 @@
+//! Maps each configured listener onto the Pingora service: plain TCP, or
+//! TLS with our SNI resolver, HTTP/2 offered by ALPN where enabled.
+
+use std::net::SocketAddr;
+
+use pingora::apps::HttpServerApp;
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::ALPN;
+use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
+use pingora::services::listening::Service;
+
+use crate::config::{GatewayConfig, Listener};
+use crate::tls::HandshakeCounter;
+
+/// HTTP/2 flow-control windows. Pingora's defaults (64 KiB) cap a single
+/// upload stream near 100 MB/s; these let one blob stream run at
+/// HTTP/1.1 speed while bounding what a stream may buffer.
+const H2_STREAM_WINDOW: u32 = 8 << 20;
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+const H2_MAX_FRAME: u32 = 256 << 10;
+
+/// Pingora's bounded defaults (header list size, concurrent streams) with
+/// larger windows and frames.
+pub fn h2_options() -> H2Options {
+    let mut options = default_h2_options();
+    options
+        .initial_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(H2_MAX_FRAME);
+    options
+}
+
+pub fn describe(l: &Listener) -> String {
+    match (&l.tls, l.redirect_to_https) {
+        (Some(t), _) => format!(
+            "https://{} ({}{})",
+            l.address,
+            l.name,
+            if t.http2 { ", h2 and http/1.1" } else { "" }
+        ),
+        (None, Some(port)) => format!("http://{} ({}, redirects to https port {port})", l.address, l.name),
+        (None, None) => format!("http://{} ({})", l.address, l.name),
+    }
+}
+
+/// Adds every listener of the config to the service.
+pub fn add_all<A: HttpServerApp + Send + Sync + 'static>(service: &mut Service<A>, config: &GatewayConfig) {
+    for l in &config.listeners {
+        let addr = l.address.to_string();
+        match &l.tls {
+            None => service.add_tcp(&addr),
+            Some(tls) => {
+                let counter = Box::new(HandshakeCounter(tls.certificates.stats.clone()));
+                let mut settings =
+                    TlsSettings::with_callbacks(counter).expect("TLS settings without files cannot fail");
+                settings.set_cert_resolver(tls.certificates.clone());
+                if tls.http2 {
+                    settings.enable_h2();
+                } else {
+                    settings.set_alpn(ALPN::H1);
+                }
+                service.add_tls_with_settings(&addr, None, settings);
+            }
+        }
+        log::info!("listening on {}", describe(l));
+    }
+}
+
+/// Plain listeners that answer with a redirect to HTTPS, looked up by the
+/// local address a request arrived on.
+#[derive(Debug, Default)]
+pub struct RedirectTable {
+    entries: Vec<(SocketAddr, u16)>,
+}
+
+impl RedirectTable {
+    pub fn new(listeners: &[Listener]) -> Self {
+        let entries = listeners
+            .iter()
+            .filter_map(|l| l.redirect_to_https.map(|p| (l.address, p)))
+            .collect();
+        RedirectTable { entries }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The HTTPS port to redirect to, if `local` is a redirecting listener.
+    pub fn https_port(&self, local: SocketAddr) -> Option<u16> {
+        self.entries
+            .iter()
+            .find(|(addr, _)| addr.port() == local.port() && (addr.ip().is_unspecified() || addr.ip() == local.ip()))
+            .map(|(_, port)| *port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_lookup_matches_port_and_wildcard_ip() {
+        let l = |addr: &str, redirect| Listener {
+            name: "x".into(),
+            address: addr.parse().unwrap(),
+            tls: None,
+            redirect_to_https: redirect,
+        };
+        let t = RedirectTable::new(&[
+            l("0.0.0.0:80", Some(443)),
+            l("127.0.0.1:5000", None),
+            l("127.0.0.2:81", Some(8443)),
+        ]);
+        assert_eq!(t.https_port("10.0.0.1:80".parse().unwrap()), Some(443));
+        assert_eq!(t.https_port("127.0.0.1:5000".parse().unwrap()), None);
+        assert_eq!(t.https_port("127.0.0.2:81".parse().unwrap()), Some(8443));
+        assert_eq!(t.https_port("127.0.0.3:81".parse().unwrap()), None);
+    }
+}
