@@ -13,10 +13,13 @@ mode="${1:-run}"
 build=(cmake:cmake gcc:gcc g++:g++ make:make pkg-config:pkg-config)
 case "$mode" in
   run) wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry) ;;
-  test) wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo) ;;
+  test)
+    wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
+      htpasswd:apache2-utils openssl:openssl)
+    ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
-      wrk:wrk hey:hey /usr/sbin/nginx:nginx-light /usr/bin/time:time)
+      htpasswd:apache2-utils openssl:openssl wrk:wrk hey:hey /usr/sbin/nginx:nginx-light /usr/bin/time:time)
     ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac

@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod config;
+pub mod explain;
 pub mod listeners;
 pub mod passwd;
 pub mod proxy;
@@ -19,3 +20,4 @@ pub mod routing;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod vhost;

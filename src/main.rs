@@ -39,6 +39,19 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
+    /// Show which virtual registry, route, upstream and auth a request gets, and why.
+    Route {
+        /// Host as the client sends it (Host header or :authority), port allowed.
+        host: String,
+        /// Request path, e.g. /v2/library/alpine/manifests/latest.
+        path: String,
+        /// Local port the request arrives on (limits registries with `ports`).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Request method (auth scope `writes` exempts GET and HEAD).
+        #[arg(long, default_value = "GET")]
+        method: String,
+    },
     /// Make a development CA and server certificate (not for production).
     Certs {
         /// Output folder.
@@ -93,6 +106,18 @@ fn main() -> ExitCode {
         Some(Command::Check) => {
             print!("{}", registry_gateway::config::summary(&config));
             println!("{}: configuration OK", config.source.display());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Route {
+            host,
+            path,
+            port,
+            method,
+        }) => {
+            println!(
+                "{}",
+                registry_gateway::explain::route(&config, &host, &path, port, &method)
+            );
             ExitCode::SUCCESS
         }
         Some(Command::Passwd { .. } | Command::Certs { .. }) => {

@@ -98,9 +98,10 @@ impl RegistryProxy {
         }
     }
 
-    fn registry_for(&self, _view: &ClientView) -> &Arc<VirtualRegistry> {
-        // Host rules select among several virtual registries once they land.
-        self.config.default_registry()
+    fn registry_for(&self, view: &ClientView, session: &Session) -> Option<&Arc<VirtualRegistry>> {
+        let authority = view.authority.as_ref().and_then(|a| a.to_str().ok());
+        let port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
+        self.config.registry_for(authority, port).map(|(r, _)| r)
     }
 }
 
@@ -181,7 +182,10 @@ impl ProxyHttp for RegistryProxy {
         let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let trusted = ip.is_some_and(|ip| self.config.is_trusted_proxy(ip));
         let view = ClientView::from_request(req, ip, connection_scheme(session), trusted);
-        let registry = self.registry_for(&view).clone();
+        let Some(registry) = self.registry_for(&view, session).cloned() else {
+            ErrorReply::NoRegistry.send(session, v2).await?;
+            return Ok(true);
+        };
         let Some(target) = registry.routes.target(route) else {
             ErrorReply::NotFound.send(session, v2).await?;
             return Ok(true);

@@ -15,6 +15,8 @@ use crate::rewrite::{API_VERSION_TITLE, API_VERSION_VALUE};
 pub enum ErrorReply {
     /// No route for the path, or a malformed path.
     NotFound,
+    /// No virtual registry serves the requested host name.
+    NoRegistry,
     BadRequest(&'static str),
     /// Credentials missing or wrong; sent with the realm's challenge.
     Unauthorized,
@@ -29,7 +31,7 @@ pub enum ErrorReply {
 impl ErrorReply {
     pub fn status(self) -> u16 {
         match self {
-            ErrorReply::NotFound => 404,
+            ErrorReply::NotFound | ErrorReply::NoRegistry => 404,
             ErrorReply::BadRequest(_) => 400,
             ErrorReply::Unauthorized => 401,
             ErrorReply::TooManyRequests => 429,
@@ -41,7 +43,7 @@ impl ErrorReply {
 
     pub fn code(self) -> &'static str {
         match self {
-            ErrorReply::NotFound => "NOT_FOUND",
+            ErrorReply::NotFound | ErrorReply::NoRegistry => "NOT_FOUND",
             ErrorReply::BadRequest(_) => "BAD_REQUEST",
             ErrorReply::Unauthorized => "UNAUTHORIZED",
             ErrorReply::TooManyRequests => "TOOMANYREQUESTS",
@@ -54,6 +56,7 @@ impl ErrorReply {
     pub fn message(self) -> &'static str {
         match self {
             ErrorReply::NotFound => "no registry route for this path",
+            ErrorReply::NoRegistry => "no registry is served under this host name",
             ErrorReply::BadRequest(why) => why,
             ErrorReply::Unauthorized => "authentication required",
             ErrorReply::TooManyRequests => "too many failed logins from this address; retry later",

@@ -80,7 +80,10 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
         app.h2_options = Some(listeners::h2_options());
     }
     listeners::add_all(&mut proxy, &config);
-    log::info!("serving registry {}", describe_upstreams(&config));
+    log::info!("virtual registries: {}", describe_registries(&config));
+    for w in &config.warnings {
+        log::warn!("{w}");
+    }
     server.add_service(proxy);
     server.run(RunArgs {
         shutdown_signal: Box::new(SignalWatch { grace }),
@@ -89,10 +92,23 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-fn describe_upstreams(config: &GatewayConfig) -> String {
-    let r = config.default_registry();
-    let up = &r.routes.v2.upstream;
-    format!("{} via upstream {} ({})", r.name, up.name, up.url())
+fn describe_registries(config: &GatewayConfig) -> String {
+    let all: Vec<String> = config
+        .registries
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let up = &r.routes.v2.upstream;
+            format!(
+                "{} [{}] -> {} ({})",
+                r.name,
+                config.router.rule(i).describe(),
+                up.name,
+                up.url()
+            )
+        })
+        .collect();
+    all.join("; ")
 }
 
 /// How often htpasswd and certificate files are checked for changes.

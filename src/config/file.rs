@@ -143,6 +143,15 @@ pub enum HostHeaderMode {
 #[serde(deny_unknown_fields)]
 pub struct RegistrySection {
     pub name: String,
+    /// Exact host names (case-insensitive, port and trailing dot ignored).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Anchored, case-insensitive regular expression over the host name.
+    pub host_regex: Option<String>,
+    /// Local ports this registry is served on; empty: every listener.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Serves requests that match no other registry's hosts.
     #[serde(default)]
     pub default: bool,
     pub upstream: String,

@@ -21,6 +21,7 @@ use crate::routing::{RouteTable, RouteTarget, VirtualRegistry};
 use crate::tls::certs::ServerCertificate;
 use crate::tls::{CertificateSpec, SniResolver};
 use crate::upstream::{Timeouts, Upstream};
+use crate::vhost::{HostRouter, HostRule, Why};
 
 /// One problem found in the configuration, pointing at where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,11 @@ pub struct GatewayConfig {
     pub auth_limits: AuthLimits,
     /// Every htpasswd file named anywhere, for reloading.
     pub htpasswd_files: Vec<Arc<HtpasswdFile>>,
+    /// Host rules of `registries`, in file order.
+    pub router: HostRouter,
+    /// Suspicious but valid settings (shadowed host rules), for `check` and
+    /// the start log.
+    pub warnings: Vec<String>,
 }
 
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -134,12 +140,12 @@ impl GatewayConfig {
         })
     }
 
-    /// The virtual registry serving requests that match no host rule.
-    pub fn default_registry(&self) -> &Arc<VirtualRegistry> {
-        self.registries
-            .iter()
-            .find(|r| r.is_default)
-            .unwrap_or(&self.registries[0])
+    /// The virtual registry for a request: by host name (Host or
+    /// :authority) and the local port it arrived on.
+    pub fn registry_for(&self, authority: Option<&str>, port: Option<u16>) -> Option<(&Arc<VirtualRegistry>, Why)> {
+        self.router
+            .select(authority, port)
+            .map(|(i, why)| (&self.registries[i], why))
     }
 
     /// Everything re-read on change and on SIGHUP.
@@ -216,12 +222,14 @@ fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIs
         .filter_map(|(i, r)| c.registry(i, r, &gateway_auth))
         .collect();
     c.registry_list_rules(&file);
+    let router = c.host_router(&file);
 
     let auth_limits = c.auth_limits(&file);
     let Compiler {
         issues,
         upstreams,
         htpasswd_files,
+        warnings,
         ..
     } = c;
     if !issues.is_empty() {
@@ -236,6 +244,8 @@ fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIs
         timeouts,
         auth_limits,
         htpasswd_files: htpasswd_files.into_values().collect(),
+        router: router.expect("no issues means the router compiled"),
+        warnings,
     })
 }
 
@@ -248,6 +258,7 @@ struct Compiler {
     upstreams: BTreeMap<String, Arc<Upstream>>,
     /// One table per file, however many blocks name it.
     htpasswd_files: BTreeMap<PathBuf, Arc<HtpasswdFile>>,
+    warnings: Vec<String>,
 }
 
 impl Compiler {
@@ -473,15 +484,19 @@ impl Compiler {
                 );
             }
         }
-        match file.registries.len() {
-            0 => self.issue("registries", "at least one virtual registry is required"),
-            1 => {}
-            // Host rules arrive with virtual-registry support; until then a
-            // second registry could never be selected.
-            _ => self.issue(
-                "registries[1]",
-                "only one virtual registry is supported until host rules land; remove the extra entries",
-            ),
+        if file.registries.is_empty() {
+            self.issue("registries", "at least one virtual registry is required");
+        }
+        for (i, r) in file.registries.iter().enumerate() {
+            if !r.default && r.hosts.is_empty() && r.host_regex.is_none() {
+                self.issue(
+                    format!("registries[{i}]"),
+                    format!(
+                        "registry `{}` matches nothing: give it `hosts`, `host_regex` or `default: true`",
+                        r.name
+                    ),
+                );
+            }
         }
         let defaults: Vec<usize> = file
             .registries
@@ -496,6 +511,33 @@ impl Compiler {
                 format!("`true`: registries[{}] is already the default", defaults[0]),
             );
         }
+    }
+
+    fn host_router(&mut self, file: &GatewayFile) -> Option<HostRouter> {
+        let rules = file
+            .registries
+            .iter()
+            .map(|r| HostRule {
+                hosts: r.hosts.clone(),
+                host_regex: r.host_regex.clone(),
+                ports: r.ports.clone(),
+                default: r.default,
+            })
+            .collect();
+        let router = match HostRouter::new(rules) {
+            Ok(router) => router,
+            Err((i, e)) => {
+                self.issue(format!("registries[{i}].host_regex"), e.to_string());
+                return None;
+            }
+        };
+        for (shadowed, by) in router.shadowed() {
+            self.warnings.push(format!(
+                "registries[{shadowed}] (`{}`) is never chosen: registries[{by}] (`{}`) comes first and matches all its hosts",
+                file.registries[shadowed].name, file.registries[by].name
+            ));
+        }
+        Some(router)
     }
 
     fn auth_limits(&mut self, file: &GatewayFile) -> AuthLimits {
@@ -571,9 +613,8 @@ pub fn summary(c: &GatewayConfig) -> String {
         );
     }
     let _ = writeln!(out, "registries:");
-    for r in &c.registries {
-        let default = if r.is_default { " (default)" } else { "" };
-        let _ = writeln!(out, "  {}{default}", r.name);
+    for (i, r) in c.registries.iter().enumerate() {
+        let _ = writeln!(out, "  {} ({})", r.name, c.router.rule(i).describe());
         let _ = writeln!(out, "    /v2/...            -> {}", describe_target(&r.routes.v2));
         let _ = writeln!(out, "    /_ping, /v1/_ping  -> {}", describe_target(&r.routes.ping));
         let v1 = r

@@ -25,7 +25,7 @@ fn minimal_config_compiles_with_defaults() {
     let c = parse(GOOD).unwrap();
     assert_eq!(c.listeners[0].address, "127.0.0.1:5000".parse().unwrap());
     assert_eq!(c.server.grace_period, DEFAULT_GRACE_PERIOD);
-    let r = c.default_registry();
+    let r = &c.registries[0];
     assert_eq!(r.routes.v2.upstream.authority, "127.0.0.1:15000");
     assert!(r.routes.v1.is_none());
     assert_eq!(c.timeouts, Timeouts::default());
@@ -116,7 +116,7 @@ fn routes_override_upstreams() {
         "upstreams:\n  legacy:\n    url: \"http://127.0.0.1:15001\"\n    host_header: upstream\n",
     );
     let c = parse(&text).unwrap();
-    let v1 = c.default_registry().routes.v1.as_ref().unwrap();
+    let v1 = c.registries[0].routes.v1.as_ref().unwrap();
     assert_eq!(v1.upstream.name, "legacy");
     assert_eq!(v1.upstream.host_header, HostHeaderMode::Upstream);
 }
@@ -134,7 +134,7 @@ fn auth_inherits_down_and_ping_stays_open() {
     let yaml = format!("{GOOD}auth:\n  realm: corp\n  htpasswd: users\n");
     let (_dir, c) = with_htpasswd(&yaml);
     let c = c.unwrap();
-    let routes = &c.default_registry().routes;
+    let routes = &c.registries[0].routes;
     let v2 = routes.v2.auth.as_ref().expect("v2 inherits the gateway's auth");
     assert_eq!(v2.realm, "corp");
     assert_eq!(v2.scope, AuthScope::All);
@@ -149,14 +149,14 @@ fn auth_can_be_switched_off_or_narrowed_per_level() {
     );
     let (_dir, c) = with_htpasswd(&yaml);
     let c = c.unwrap();
-    let routes = &c.default_registry().routes;
+    let routes = &c.registries[0].routes;
     assert_eq!(routes.v2.auth.as_ref().unwrap().scope, AuthScope::Writes);
     assert!(routes.ping.auth.is_some(), "ping auth can be required");
     assert_eq!(c.htpasswd_files.len(), 1, "one table per file");
 
     let yaml = format!("{GOOD}    auth: off\nauth:\n  htpasswd: users\n");
     let (_dir, c) = with_htpasswd(&yaml);
-    assert!(c.unwrap().default_registry().routes.v2.auth.is_none());
+    assert!(c.unwrap().registries[0].routes.v2.auth.is_none());
 }
 
 #[test]
@@ -170,4 +170,52 @@ fn auth_errors_name_the_key() {
     let (_dir, e) = with_htpasswd(&format!("{GOOD}auth:\n  htpasswd: users\n  scope: reads\n"));
     let e = e.unwrap_err();
     assert!(e.contains("auth.scope") && e.contains("reads"), "{e}");
+}
+
+#[test]
+fn virtual_registries_select_by_host_and_warn_when_shadowed() {
+    let text = r#"
+listeners:
+  - address: "127.0.0.1:5000"
+upstreams:
+  a: { url: "http://127.0.0.1:15000" }
+  b: { url: "http://127.0.0.1:15001" }
+registries:
+  - name: a
+    hosts: [registry.corp]
+  - name: b
+    host_regex: '.*\.mirror\.corp'
+    ports: [5000]
+  - name: shadow
+    hosts: [REGISTRY.corp.]
+    upstream: b
+  - name: fallback
+    default: true
+    upstream: a
+"#
+    .replace(
+        "    hosts: [registry.corp]\n",
+        "    hosts: [registry.corp]\n    upstream: a\n",
+    )
+    .replace("    ports: [5000]\n", "    ports: [5000]\n    upstream: b\n");
+    let c = parse(&text).unwrap();
+    let pick = |host: &str, port| c.registry_for(Some(host), Some(port)).map(|(r, _)| r.name.clone());
+    assert_eq!(pick("Registry.Corp:5000", 5000).as_deref(), Some("a"));
+    assert_eq!(pick("x.mirror.corp", 5000).as_deref(), Some("b"));
+    assert_eq!(pick("x.mirror.corp", 443).as_deref(), Some("fallback"));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("registries[2]") && c.warnings[0].contains("registries[0]"));
+    let explained = crate::explain::route(&c, "x.mirror.corp", "/v2/", Some(5000), "GET");
+    assert!(
+        explained.contains("registry: b") && explained.contains("host_regex"),
+        "{explained}"
+    );
+}
+
+#[test]
+fn registries_must_match_something_and_regexes_compile() {
+    let e = error_of(&GOOD.replace("    default: true\n", ""));
+    assert!(e.contains("registries[0]") && e.contains("matches nothing"), "{e}");
+    let e = error_of(&GOOD.replace("    default: true\n", "    host_regex: '('\n"));
+    assert!(e.contains("registries[0].host_regex") && e.contains("`(`"), "{e}");
 }

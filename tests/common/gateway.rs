@@ -141,7 +141,21 @@ impl Gateway {
     /// Starts the gateway with a hand-written config whose (first) listener
     /// is `listen`.
     pub fn start_yaml(yaml: &str, listen: SocketAddr) -> Gateway {
+        Gateway::start_yaml_with_files(yaml, listen, &[])
+    }
+
+    /// Like [`Gateway::start_yaml`], first writing `files` (name relative to
+    /// the config's folder, content) beside the config, e.g. an htpasswd file
+    /// the config names by a relative path.
+    pub fn start_yaml_with_files(yaml: &str, listen: SocketAddr, files: &[(&str, &[u8])]) -> Gateway {
         let dir = tempfile::Builder::new().prefix("gateway-").tempdir().expect("temp dir");
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).unwrap();
+            }
+            fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
         let config_path = dir.path().join("gateway.yaml");
         fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join("gateway.log");

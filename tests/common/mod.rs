@@ -13,14 +13,16 @@
 //! can run in parallel threads.
 //!
 //! Requirements: `/usr/bin/docker-registry` (Debian package docker-registry)
-//! and `/usr/bin/skopeo`; a missing tool fails the test with the apt-get
-//! command that installs it. Run everything with `cargo test --release`
+//! and `/usr/bin/skopeo`, plus `/usr/bin/htpasswd` (apache2-utils) and
+//! `/usr/bin/openssl` for the auth tests; a missing tool fails the test with
+//! the apt-get command that installs it. Run everything with `cargo test --release`
 //! (push_pull moves a 1 GiB layer; in a debug build it takes minutes), or one
 //! file with `cargo test --release --test routing`. `harness_selfcheck` runs
 //! the harness straight against registry:2: when it passes and a gateway test
 //! fails, the gateway is at fault.
 #![allow(dead_code, unused_imports)]
 
+pub mod auth;
 pub mod gateway;
 pub mod http;
 pub mod oci;
@@ -28,6 +30,7 @@ pub mod registry;
 pub mod skopeo;
 pub mod upstreams;
 
+pub use auth::*;
 pub use gateway::*;
 pub use http::*;
 pub use oci::*;
@@ -98,3 +101,4 @@ pub fn tail(text: &str, max: usize) -> &str {
     }
     &text[start..]
 }
+pub mod tls;

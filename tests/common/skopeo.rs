@@ -77,3 +77,42 @@ pub fn skopeo_inspect_raw(reference: &str) -> Vec<u8> {
     assert_success(&format!("skopeo inspect --raw {r}"), &out);
     out.stdout
 }
+
+/// `skopeo copy oci:DIR:TAG docker://DEST` with `--dest-creds USER:PASS`, or
+/// anonymously (`--dest-no-creds`) when `creds` is `None`. Returns skopeo's
+/// output without judging it.
+pub fn skopeo_push_with_creds(image: &OciImage, dest: &str, creds: Option<&str>) -> Output {
+    let src = format!("oci:{}:{}", image.dir.display(), image.tag);
+    let dst = format!("docker://{dest}");
+    let creds_arg = creds.map(|c| format!("--dest-creds={c}"));
+    let mut args = vec![
+        "--insecure-policy",
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+    ];
+    args.push(creds_arg.as_deref().unwrap_or("--dest-no-creds"));
+    args.push(&src);
+    args.push(&dst);
+    skopeo(&args)
+}
+
+/// `skopeo copy docker://SRC oci:DIR:TAG` with `--src-creds USER:PASS`, or
+/// anonymously (`--src-no-creds`) when `creds` is `None`. Returns skopeo's
+/// output without judging it.
+pub fn skopeo_pull_with_creds(src: &str, dir: &Path, tag: &str, creds: Option<&str>) -> Output {
+    let from = format!("docker://{src}");
+    let to = format!("oci:{}:{tag}", dir.display());
+    let creds_arg = creds.map(|c| format!("--src-creds={c}"));
+    let mut args = vec![
+        "--insecure-policy",
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-oci-accept-uncompressed-layers",
+    ];
+    args.push(creds_arg.as_deref().unwrap_or("--src-no-creds"));
+    args.push(&from);
+    args.push(&to);
+    skopeo(&args)
+}

@@ -1,0 +1,285 @@
+//! Which virtual registry a request belongs to, by the host name the client
+//! used (Host or HTTP/2 :authority) and the port it connected to.
+//!
+//! The rule that comes first in the file wins, also when exact names are
+//! looked up in a hash map: every candidate carries its rule index and the
+//! lowest index wins. Exact names cost one hash lookup; regexes are
+//! compiled once into a single RegexSet, so matching cost grows with the
+//! number of regex rules only, not with the number of registries.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use regex::{Regex, RegexSet};
+
+/// The host part of one registry's match, as configured.
+#[derive(Debug, Clone, Default)]
+pub struct HostRule {
+    /// Normalised exact names.
+    pub hosts: Vec<String>,
+    /// Anchored, case-insensitive pattern as written.
+    pub host_regex: Option<String>,
+    /// Local ports the rule is limited to; empty: any.
+    pub ports: Vec<u16>,
+    pub default: bool,
+}
+
+impl HostRule {
+    /// `hosts a, b; regex x; ports 443; default`, for `check` and `route`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.hosts.is_empty() {
+            parts.push(format!("hosts {}", self.hosts.join(", ")));
+        }
+        if let Some(r) = &self.host_regex {
+            parts.push(format!("host_regex {r}"));
+        }
+        if !self.ports.is_empty() {
+            let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            parts.push(format!("ports {}", ports.join(", ")));
+        }
+        if self.default {
+            parts.push("default".to_owned());
+        }
+        parts.join("; ")
+    }
+
+    fn port_ok(&self, port: Option<u16>) -> bool {
+        self.ports.is_empty() || port.is_some_and(|p| self.ports.contains(&p))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid host_regex `{pattern}`: {source}")]
+pub struct BadRegex {
+    pub pattern: String,
+    #[source]
+    pub source: regex::Error,
+}
+
+/// Compiled host rules of all virtual registries, in file order.
+#[derive(Debug)]
+pub struct HostRouter {
+    rules: Vec<HostRule>,
+    exact: HashMap<String, Vec<usize>>,
+    regex_set: RegexSet,
+    /// Rule index of each pattern in `regex_set`.
+    regex_rules: Vec<usize>,
+    default: Option<usize>,
+}
+
+/// Lower case, without port, brackets or a trailing dot.
+pub fn normalize_host(authority: &str) -> Cow<'_, str> {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        // IPv6 literal: `[::1]:5000` or `[::1]`.
+        rest.split_once(']').map_or(rest, |(h, _)| h)
+    } else if authority.bytes().filter(|&b| b == b':').count() > 1 {
+        authority // bare IPv6 literal, as written in config
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+fn anchored(pattern: &str) -> String {
+    format!("(?i)^(?:{pattern})$")
+}
+
+impl HostRouter {
+    pub fn new(rules: Vec<HostRule>) -> Result<Self, (usize, BadRegex)> {
+        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut patterns = Vec::new();
+        let mut regex_rules = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for h in &rule.hosts {
+                exact.entry(normalize_host(h).into_owned()).or_default().push(i);
+            }
+            if let Some(p) = &rule.host_regex {
+                // Compiled alone first for an error that names the pattern.
+                Regex::new(&anchored(p)).map_err(|source| {
+                    (
+                        i,
+                        BadRegex {
+                            pattern: p.clone(),
+                            source,
+                        },
+                    )
+                })?;
+                patterns.push(anchored(p));
+                regex_rules.push(i);
+            }
+        }
+        let regex_set = RegexSet::new(&patterns).expect("each pattern compiled on its own");
+        let default = rules.iter().position(|r| r.default);
+        Ok(HostRouter {
+            rules,
+            exact,
+            regex_set,
+            regex_rules,
+            default,
+        })
+    }
+
+    pub fn rule(&self, i: usize) -> &HostRule {
+        &self.rules[i]
+    }
+
+    /// The index of the registry for `authority` on local `port`, with the
+    /// reason it was chosen.
+    pub fn select(&self, authority: Option<&str>, port: Option<u16>) -> Option<(usize, Why)> {
+        let mut best: Option<(usize, Why)> = None;
+        if let Some(authority) = authority {
+            let host = normalize_host(authority);
+            if let Some(candidates) = self.exact.get(host.as_ref()) {
+                best = candidates
+                    .iter()
+                    .find(|&&i| self.rules[i].port_ok(port))
+                    .map(|&i| (i, Why::Host));
+            }
+            if !self.regex_rules.is_empty() {
+                let limit = best.map_or(usize::MAX, |(i, _)| i);
+                for m in self.regex_set.matches(&host).iter() {
+                    let i = self.regex_rules[m];
+                    if i < limit && self.rules[i].port_ok(port) {
+                        best = Some((i, Why::Regex));
+                        break; // set matches come in pattern order, which is rule order
+                    }
+                }
+            }
+        }
+        best.or_else(|| {
+            self.default
+                .filter(|&i| self.rules[i].port_ok(port))
+                .map(|i| (i, Why::Default))
+        })
+    }
+
+    /// Rules that can never be chosen because earlier rules take all their
+    /// hosts: `(shadowed, by)`. Regexes are compared only when identical.
+    pub fn shadowed(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (j, rule) in self.rules.iter().enumerate() {
+            if rule.default || (rule.hosts.is_empty() && rule.host_regex.is_none()) {
+                continue;
+            }
+            let covers = |i: usize| {
+                let earlier = &self.rules[i];
+                let ports_cover = earlier.ports.is_empty()
+                    || rule.ports.iter().all(|p| earlier.ports.contains(p)) && !rule.ports.is_empty();
+                let hosts_cover = rule.hosts.iter().all(|h| {
+                    earlier.hosts.iter().any(|e| normalize_host(e) == normalize_host(h))
+                        || earlier
+                            .host_regex
+                            .as_ref()
+                            .is_some_and(|p| Regex::new(&anchored(p)).is_ok_and(|r| r.is_match(&normalize_host(h))))
+                });
+                let regex_cover = match (&rule.host_regex, &earlier.host_regex) {
+                    (None, _) => true,
+                    (Some(a), Some(b)) => a == b,
+                    (Some(_), None) => false,
+                };
+                ports_cover && hosts_cover && regex_cover
+            };
+            if let Some(i) = (0..j).find(|&i| covers(i)) {
+                out.push((j, i));
+            }
+        }
+        out
+    }
+}
+
+/// Why a registry was selected, for `registry-gateway route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Host,
+    Regex,
+    Default,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(hosts: &[&str], regex: Option<&str>, ports: &[u16], default: bool) -> HostRule {
+        HostRule {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            host_regex: regex.map(str::to_owned),
+            ports: ports.to_vec(),
+            default,
+        }
+    }
+
+    #[test]
+    fn hosts_normalise() {
+        assert_eq!(normalize_host("Registry.Corp:5000"), "registry.corp");
+        assert_eq!(normalize_host("registry.corp."), "registry.corp");
+        assert_eq!(normalize_host("[::1]:5000"), "::1");
+        assert_eq!(normalize_host("[::1]"), "::1");
+        assert_eq!(normalize_host("::1"), "::1");
+        assert_eq!(normalize_host("127.0.0.1:80"), "127.0.0.1");
+    }
+
+    #[test]
+    fn first_rule_in_file_wins() {
+        let r = HostRouter::new(vec![
+            rule(&[], Some(r".*\.corp"), &[], false),
+            rule(&["registry.corp", "legacy.corp"], None, &[], false),
+            rule(&["mirror.corp"], None, &[5000], false),
+            rule(&[], None, &[], true),
+        ])
+        .unwrap();
+        assert_eq!(r.select(Some("registry.corp"), Some(443)), Some((0, Why::Regex)));
+        assert_eq!(r.select(Some("other.example"), Some(443)), Some((3, Why::Default)));
+        assert_eq!(r.select(None, Some(443)), Some((3, Why::Default)));
+    }
+
+    #[test]
+    fn exact_names_ports_case_and_ipv6() {
+        let r = HostRouter::new(vec![
+            rule(&["mirror.corp"], None, &[5000], false),
+            rule(&["registry.corp", "::1"], None, &[], false),
+            rule(&[], Some(r"mirror\.corp"), &[], false),
+            rule(&[], Some(r"(a|b)\.corp"), &[], false),
+        ])
+        .unwrap();
+        assert_eq!(r.select(Some("MIRROR.corp.:5000"), Some(5000)), Some((0, Why::Host)));
+        assert_eq!(
+            r.select(Some("mirror.corp"), Some(443)),
+            Some((2, Why::Regex)),
+            "port limits rule 0"
+        );
+        assert_eq!(r.select(Some("[::1]:5000"), Some(5000)), Some((1, Why::Host)));
+        assert_eq!(r.select(Some("b.corp"), None), Some((3, Why::Regex)));
+        assert_eq!(r.select(Some("xb.corp"), None), None, "regexes are anchored");
+        assert_eq!(r.select(Some("nowhere"), None), None, "no default: no registry");
+    }
+
+    #[test]
+    fn shadowed_rules_are_found() {
+        let r = HostRouter::new(vec![
+            rule(&["a.corp"], None, &[], false),
+            rule(&[], Some(r".*\.corp"), &[], false),
+            rule(&["a.corp"], None, &[], false),
+            rule(&["b.corp"], None, &[], false),
+            rule(&[], Some(r".*\.corp"), &[], false),
+            rule(&["c.example"], None, &[], false),
+        ])
+        .unwrap();
+        assert_eq!(r.shadowed(), vec![(2, 0), (3, 1), (4, 1)]);
+    }
+
+    #[test]
+    fn bad_regex_names_the_rule() {
+        let e = HostRouter::new(vec![rule(&[], Some("("), &[], false)]).unwrap_err();
+        assert_eq!(e.0, 0);
+        assert!(e.1.to_string().contains("`(`"));
+    }
+}
