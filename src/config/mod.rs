@@ -636,6 +636,9 @@ pub fn summary(c: &GatewayConfig) -> String {
         "shutdown grace period: {:?}, threads: {}",
         c.server.grace_period, c.server.threads
     );
+    for w in &c.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     out
 }
 
