@@ -1,0 +1,88 @@
+//! Per-request pieces of the gateway, measured in isolation:
+//! `cargo bench --bench hot_path`.
+//!
+//! Host matching with 1, 100 and 1,000 virtual registries (half exact
+//! names, half regex rules), path classification, Location rewriting and
+//! a cached credential check.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::HeaderValue;
+use registry_gateway::rewrite::{ClientView, Scheme, rewrite_location};
+use registry_gateway::routing::classify;
+use registry_gateway::vhost::{HostRouter, HostRule};
+
+fn router(n: usize) -> HostRouter {
+    let rules = (0..n)
+        .map(|i| HostRule {
+            hosts: if i % 2 == 0 {
+                vec![format!("registry{i}.corp")]
+            } else {
+                vec![]
+            },
+            host_regex: (i % 2 == 1).then(|| format!(r"(a|b)\.mirror{i}\.corp")),
+            ports: vec![],
+            default: i + 1 == n,
+        })
+        .collect();
+    HostRouter::new(rules).unwrap()
+}
+
+fn host_matching(c: &mut Criterion) {
+    for n in [1usize, 100, 1000] {
+        let r = router(n);
+        let exact = format!("registry{}.corp:443", (n - 1) / 2 * 2);
+        c.bench_function(&format!("host match, {n} registries, exact name"), |b| {
+            b.iter(|| r.select(Some(black_box(&exact)), Some(443)))
+        });
+        c.bench_function(&format!("host match, {n} registries, no match"), |b| {
+            b.iter(|| r.select(Some(black_box("unknown.example:443")), Some(443)))
+        });
+    }
+}
+
+fn path_and_location(c: &mut Criterion) {
+    c.bench_function("classify manifest path", |b| {
+        b.iter(|| classify(black_box(b"/v2/library/alpine/manifests/sha256:0123456789abcdef")))
+    });
+    let view = ClientView {
+        scheme: Scheme::Https,
+        authority: Some(HeaderValue::from_static("registry.corp:5443")),
+        ip: None,
+        trusted: false,
+    };
+    let loc = b"http://127.0.0.1:15000/v2/a/b/blobs/uploads/5b1f0c2e?_state=abcdefghijklmnopqrstuvwxyz0123456789";
+    c.bench_function("rewrite upload Location", |b| {
+        b.iter(|| rewrite_location(black_box(loc), "127.0.0.1:15000", &view))
+    });
+}
+
+fn cached_credential(c: &mut Criterion) {
+    use registry_gateway::auth::{AuthLimits, AuthPolicy, AuthScope, Authenticator, HtpasswdFile};
+    let dir = std::env::temp_dir().join(format!("rg-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("htpasswd");
+    let line = registry_gateway::passwd::bcrypt_line("alice", "secret", 10).unwrap();
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let policy = AuthPolicy::new(
+        "bench",
+        AuthScope::All,
+        std::sync::Arc::new(HtpasswdFile::load(&path).unwrap()),
+        0,
+    );
+    let auth = Authenticator::new(AuthLimits::default());
+    let header = HeaderValue::from_static("Basic YWxpY2U6c2VjcmV0");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(auth.check(&policy, Some(&header), None)); // the one bcrypt run
+    c.bench_function("auth check, cached bcrypt-10 credential", |b| {
+        b.iter(|| rt.block_on(auth.check(&policy, Some(black_box(&header)), None)))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, host_matching, path_and_location, cached_credential);
+criterion_main!(benches);
