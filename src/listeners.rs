@@ -13,8 +13,9 @@ use crate::config::{GatewayConfig, Listener};
 use crate::tls::HandshakeCounter;
 
 /// HTTP/2 flow-control windows. Pingora's defaults (64 KiB) cap a single
-/// upload stream near 100 MB/s; these let one blob stream run at
-/// HTTP/1.1 speed while bounding what a stream may buffer.
+/// upload stream near 100 MB/s; these bound what a stream may buffer while
+/// leaving the window out of the way (h2 still measures 0.64-0.82x of
+/// HTTP/1.1 on 1 GiB blobs: the rest is in the h2 body path).
 const H2_STREAM_WINDOW: u32 = 8 << 20;
 const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 const H2_MAX_FRAME: u32 = 256 << 10;
