@@ -30,6 +30,23 @@ impl Registry {
 
     /// Starts a registry on a given loopback port.
     pub fn start_on(port: u16) -> Registry {
+        let mut registry = Registry::spawn(port, "");
+        let addr = registry.addr;
+        let ready = wait_until(Duration::from_secs(20), || {
+            registry.assert_running();
+            matches!(Request::get("/v2/").try_send(addr), Ok(r) if r.status == 200)
+        });
+        assert!(
+            ready,
+            "docker-registry on {addr} not ready within 20 s; log:\n{}",
+            tail(&registry.log(), 4000)
+        );
+        registry
+    }
+
+    /// Spawns a registry without waiting for it; `http_extra` is appended
+    /// under `http:` (indented two spaces), e.g. a `tls:` block.
+    pub fn spawn(port: u16, http_extra: &str) -> Registry {
         require_tool(REGISTRY_BIN, "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("registry-")
@@ -43,7 +60,7 @@ impl Registry {
              log:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: {addr}\n  secret: integration-test-secret\n",
+             http:\n  addr: {addr}\n  secret: integration-test-secret\n{http_extra}",
             storage = storage.display(),
         );
         let config_path = dir.path().join("config.yml");
@@ -58,24 +75,19 @@ impl Registry {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"));
-        let mut registry = Registry {
+        Registry {
             child,
             dir,
             addr,
             log_path,
-        };
-        let ready = wait_until(Duration::from_secs(20), || {
-            if let Ok(Some(status)) = registry.child.try_wait() {
-                panic!("docker-registry exited early ({status}); log:\n{}", registry.log());
-            }
-            matches!(Request::get("/v2/").try_send(addr), Ok(r) if r.status == 200)
-        });
-        assert!(
-            ready,
-            "docker-registry on {addr} not ready within 20 s; log:\n{}",
-            tail(&registry.log(), 4000)
-        );
-        registry
+        }
+    }
+
+    /// Panics with the log if the registry process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("docker-registry exited early ({status}); log:\n{}", self.log());
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -30,7 +30,7 @@ use tempfile::TempDir;
 use super::gateway::{GATEWAY_BIN, Gateway};
 use super::http::{Request, Response};
 use super::oci::OciImage;
-use super::registry::REGISTRY_BIN;
+use super::registry::Registry;
 use super::skopeo::SKOPEO_BIN;
 use super::{free_port, nonce, require_tool, tail, wait_until};
 
@@ -999,10 +999,7 @@ pub fn curl_https(url: &str, ca: &Path, extra: &[&str], body_out: &Path) -> Curl
 /// `docker-registry serve` with `http.tls` set to a certificate, filesystem
 /// storage in a temporary folder. Killed on drop.
 pub struct TlsRegistry {
-    child: Child,
-    dir: TempDir,
-    addr: SocketAddr,
-    log_path: PathBuf,
+    inner: Registry,
 }
 
 impl TlsRegistry {
@@ -1017,58 +1014,23 @@ impl TlsRegistry {
     /// by it (`http.tls.clientcas`); it is then ready once it logs that it
     /// listens and accepts TCP.
     pub fn start_with_client_ca(certs: &DevCerts, client_ca: Option<&Path>) -> TlsRegistry {
-        require_tool(REGISTRY_BIN, "docker-registry");
-        let dir = tempfile::Builder::new()
-            .prefix("tls-registry-")
-            .tempdir()
-            .expect("temp dir");
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let storage = dir.path().join("storage");
-        fs::create_dir_all(&storage).unwrap();
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: info\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: {addr}\n  secret: integration-test-secret\n  \
-             tls:\n    certificate: {cert}\n    key: {key}\n{clientcas}",
-            storage = storage.display(),
+        let tls = format!(
+            "  tls:\n    certificate: {cert}\n    key: {key}\n{clientcas}",
             cert = certs.cert().display(),
             key = certs.key().display(),
             clientcas = client_ca
                 .map(|ca| format!("    clientcas:\n      - {}\n", ca.display()))
                 .unwrap_or_default(),
         );
-        let config_path = dir.path().join("config.yml");
-        fs::write(&config_path, config).unwrap();
-        let log_path = dir.path().join("registry.log");
-        let log = File::create(&log_path).unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"));
-        let mut registry = TlsRegistry {
-            child,
-            dir,
-            addr,
-            log_path,
-        };
+        let mut inner = Registry::spawn(free_port(), &tls);
+        let addr = inner.addr();
         let ca = certs.ca();
         let name = certs.names[0].clone();
         let mut last_error = String::new();
         let ready = wait_until(Duration::from_secs(20), || {
-            if let Ok(Some(status)) = registry.child.try_wait() {
-                panic!(
-                    "docker-registry (TLS) exited early ({status}); log:\n{}",
-                    registry.log()
-                );
-            }
+            inner.assert_running();
             if client_ca.is_some() {
-                return registry.log().contains("listening on")
+                return inner.log().contains("listening on")
                     && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
             }
             match TlsConn::try_open(addr, &name, &ca) {
@@ -1086,43 +1048,31 @@ impl TlsRegistry {
         assert!(
             ready,
             "docker-registry (TLS) on {addr} not ready within 20 s: {last_error}\nlog:\n{}",
-            tail(&registry.log(), 4000)
+            tail(&inner.log(), 4000)
         );
-        registry
+        TlsRegistry { inner }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.addr()
     }
 
     /// `https://127.0.0.1:<port>`
     pub fn url(&self) -> String {
-        format!("https://{}", self.addr)
+        format!("https://{}", self.inner.addr())
     }
 
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.inner.log()
     }
 
     pub fn storage_dir(&self) -> PathBuf {
-        self.dir.path().join("storage")
+        self.inner.storage_dir()
     }
 
     /// Where the registry keeps the content of a blob (`sha256:<hex>`).
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
-        self.storage_dir()
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-impl Drop for TlsRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.inner.blob_path(digest)
     }
 }
 
