@@ -10,7 +10,8 @@ use super::require_tool;
 
 pub const SKOPEO_BIN: &str = "/usr/bin/skopeo";
 
-fn skopeo(args: &[&str]) -> Output {
+/// Runs skopeo with `args`, logging how long it took.
+pub fn skopeo(args: &[&str]) -> Output {
     require_tool(SKOPEO_BIN, "skopeo");
     let started = Instant::now();
     let out = Command::new(SKOPEO_BIN)

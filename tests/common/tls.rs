@@ -31,7 +31,7 @@ use super::gateway::{GATEWAY_BIN, Gateway};
 use super::http::{Request, Response};
 use super::oci::OciImage;
 use super::registry::Registry;
-use super::skopeo::SKOPEO_BIN;
+use super::skopeo::skopeo;
 use super::{free_port, nonce, require_tool, tail, wait_until};
 
 pub const OPENSSL_BIN: &str = "/usr/bin/openssl";
@@ -1080,18 +1080,6 @@ impl TlsRegistry {
 // skopeo with verification on
 // ---------------------------------------------------------------------------
 
-fn skopeo_run(args: &[&str]) -> Output {
-    require_tool(SKOPEO_BIN, "skopeo");
-    let started = Instant::now();
-    let out = Command::new(SKOPEO_BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {SKOPEO_BIN}: {e}"));
-    eprintln!("skopeo {} took {:?}", args.join(" "), started.elapsed());
-    out
-}
-
 /// `skopeo copy --preserve-digests --dest-tls-verify=true [--dest-cert-dir DIR]
 /// oci:LAYOUT:TAG docker://DEST`. Returns skopeo's output unjudged.
 pub fn skopeo_push_verified(image: &OciImage, dest: &str, cert_dir: Option<&Path>) -> Output {
@@ -1110,7 +1098,7 @@ pub fn skopeo_push_verified(image: &OciImage, dest: &str, cert_dir: Option<&Path
     }
     args.push(&src);
     args.push(&dst);
-    skopeo_run(&args)
+    skopeo(&args)
 }
 
 /// `skopeo copy --preserve-digests --src-tls-verify=true [--src-cert-dir DIR]
@@ -1132,7 +1120,7 @@ pub fn skopeo_pull_verified(src: &str, dir: &Path, tag: &str, cert_dir: Option<&
     }
     args.push(&from);
     args.push(&to);
-    skopeo_run(&args)
+    skopeo(&args)
 }
 
 /// Panics with skopeo's output unless it succeeded.
