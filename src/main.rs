@@ -68,7 +68,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    registry_gateway::logging::init();
 
     if let Some(Command::Certs { out, names, force }) = &cli.command {
         return certs(out, names, *force);

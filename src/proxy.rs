@@ -20,9 +20,12 @@ use std::net::IpAddr;
 use http::HeaderValue;
 use http::header::AUTHORIZATION;
 
+use crate::access_log;
 use crate::auth::{AuthOutcome, AuthPolicy, Authenticator};
 use crate::config::GatewayConfig;
 use crate::listeners::RedirectTable;
+use crate::metrics::{self, AuthResult, RegistryMetrics, RequestRecord, UpstreamFailure};
+use crate::operation::{self, RegistryRequest};
 use crate::reply::ErrorReply;
 use crate::rewrite::{self, ClientView, Scheme};
 use crate::routing::{self, Route, VirtualRegistry};
@@ -81,15 +84,21 @@ impl RegistryProxy {
         let authorization = session.req_header().headers.get(AUTHORIZATION).cloned();
         match self.auth.check(policy, authorization.as_ref(), ip).await {
             AuthOutcome::Allowed { user } => {
+                metrics::auth_outcome(AuthResult::Success);
                 ctx.user = Some(user);
                 Ok(true)
             }
-            AuthOutcome::Missing | AuthOutcome::Rejected => {
+            outcome @ (AuthOutcome::Missing | AuthOutcome::Rejected) => {
+                metrics::auth_outcome(match outcome {
+                    AuthOutcome::Missing => AuthResult::Missing,
+                    _ => AuthResult::Failure,
+                });
                 let challenge = ("WWW-Authenticate", policy.challenge.clone());
                 ErrorReply::Unauthorized.send_with(session, v2, Some(challenge)).await?;
                 Ok(false)
             }
             AuthOutcome::Throttled { retry_after } => {
+                metrics::auth_outcome(AuthResult::Throttled);
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 let retry = ("Retry-After", HeaderValue::from(secs));
                 ErrorReply::TooManyRequests.send_with(session, v2, Some(retry)).await?;
@@ -114,6 +123,7 @@ pub struct RequestCtx {
     view: Option<ClientView>,
     /// Set when the gateway itself authenticated the request.
     user: Option<Arc<str>>,
+    upstream_status: u16,
 }
 
 impl Drop for RequestCtx {
@@ -142,6 +152,7 @@ impl ProxyHttp for RegistryProxy {
             upstream: None,
             view: None,
             user: None,
+            upstream_status: 0,
         }
     }
 
@@ -237,7 +248,9 @@ impl ProxyHttp for RegistryProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_status = resp.status.as_u16();
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
+            up.metrics.response(ctx.upstream_status);
             rewrite::prepare_client_response(resp, &up.authority, view, ctx.route == Some(Route::V2));
         }
         Ok(())
@@ -245,6 +258,9 @@ impl ProxyHttp for RegistryProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let reply = classify_failure(e);
+        if let (Some(up), ErrorSource::Upstream) = (&ctx.upstream, e.esource()) {
+            up.metrics.failure(upstream_failure(e));
+        }
         if let (Some(reply), Some(up)) = (reply, &ctx.upstream) {
             if matches!(reply, ErrorReply::BadGateway | ErrorReply::GatewayTimeout) {
                 log::warn!("upstream {} ({}) failed: {e}", up.name, up.address);
@@ -274,14 +290,63 @@ impl ProxyHttp for RegistryProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::access_log::record(
-            session,
-            e,
-            ctx.registry.as_deref(),
-            ctx.upstream.as_deref(),
-            ctx.user.as_deref(),
-            ctx.started,
-        );
+        let req = session.req_header();
+        let downstream = session.as_downstream();
+        let status = downstream.response_written().map_or(0, |r| r.status.as_u16());
+        let request = operation::classify(&req.method, ctx.route, req.uri.path());
+        let record = RequestRecord {
+            operation: request.operation,
+            status,
+            request_bytes: downstream.body_bytes_read() as u64,
+            response_bytes: downstream.body_bytes_sent() as u64,
+            duration: ctx.started.elapsed(),
+        };
+        let registry_metrics = match &ctx.registry {
+            Some(r) => &r.metrics,
+            None => RegistryMetrics::unmatched(),
+        };
+        registry_metrics.record(&record);
+        if access_log::enabled() {
+            log_request(session, e, ctx, &record, &request);
+        }
+    }
+}
+
+fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestCtx, r: &RequestRecord, request: &RegistryRequest) {
+    let req = session.req_header();
+    let client = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
+    let authority = rewrite::request_authority(req);
+    let error = e.map(|e| e.to_string()).unwrap_or_default();
+    access_log::record(&access_log::Entry {
+        time: &access_log::timestamp(std::time::SystemTime::now()),
+        client: &client,
+        method: req.method.as_str(),
+        host: authority.as_ref().and_then(|h| h.to_str().ok()).unwrap_or_default(),
+        path: req.uri.path(),
+        status: r.status,
+        registry: ctx.registry.as_ref().map_or("", |r| r.name.as_str()),
+        operation: request.operation.as_str(),
+        repository: request.repository,
+        reference: request.reference,
+        user: ctx.user.as_deref().unwrap_or_default(),
+        bytes_in: r.request_bytes,
+        bytes_out: r.response_bytes,
+        duration_ms: r.duration.as_secs_f64() * 1000.0,
+        upstream: ctx.upstream.as_ref().map_or("", |u| u.name.as_str()),
+        upstream_status: ctx.upstream_status,
+        error: &error,
+    });
+}
+
+fn upstream_failure(e: &Error) -> UpstreamFailure {
+    use ErrorType::*;
+    match e.etype() {
+        ConnectTimedout | TLSHandshakeTimedout => UpstreamFailure::Connect { timed_out: true },
+        ConnectError | ConnectRefused | ConnectNoRoute | ConnectProxyFailure | TLSHandshakeFailure | InvalidCert => {
+            UpstreamFailure::Connect { timed_out: false }
+        }
+        ReadTimedout | WriteTimedout => UpstreamFailure::Timeout,
+        _ => UpstreamFailure::Other,
     }
 }
 

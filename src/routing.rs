@@ -120,6 +120,7 @@ pub struct VirtualRegistry {
     pub name: String,
     pub is_default: bool,
     pub routes: RouteTable,
+    pub metrics: Arc<crate::metrics::RegistryMetrics>,
 }
 
 #[cfg(test)]

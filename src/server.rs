@@ -16,10 +16,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::access_log;
 use crate::config::GatewayConfig;
 use crate::listeners;
+use crate::metrics::{
+    self,
+    endpoint::{MetricsApp, Readiness, ReadinessProbe},
+};
 use crate::proxy::{IN_FLIGHT, RegistryProxy};
 use crate::reload;
 
@@ -30,6 +37,19 @@ pub enum StartError {
         file: String,
         index: usize,
         address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: metrics.address: cannot listen on `{address}`: {source}")]
+    MetricsBind {
+        file: String,
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: access_log.output: {source}")]
+    AccessLog {
+        file: String,
         #[source]
         source: std::io::Error,
     },
@@ -48,6 +68,18 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
             source,
         })?;
     }
+    if let Some(m) = &config.metrics {
+        TcpListener::bind(m.address).map_err(|source| StartError::MetricsBind {
+            file: config.source.display().to_string(),
+            address: m.address,
+            source,
+        })?;
+    }
+    access_log::init(config.access_log.as_ref()).map_err(|source| StartError::AccessLog {
+        file: config.source.display().to_string(),
+        source,
+    })?;
+    metrics::init(config.tls_stats());
     let reloadable = config.reloadable();
     reload::watch(reloadable.clone(), FILE_POLL);
     install_sighup_handler(move || {
@@ -85,6 +117,14 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
         log::warn!("{w}");
     }
     server.add_service(proxy);
+    if let Some(m) = &config.metrics {
+        let readiness = Readiness::new(&config.upstreams, m.probe_interval);
+        server.add_service(background_service("upstream probe", ReadinessProbe(readiness.clone())));
+        let mut endpoint = Service::new("metrics".to_owned(), MetricsApp { readiness });
+        endpoint.add_tcp(&m.address.to_string());
+        server.add_service(endpoint);
+        log::info!("metrics: http://{}/metrics (/healthz, /readyz)", m.address);
+    }
     server.run(RunArgs {
         shutdown_signal: Box::new(SignalWatch { grace }),
     });
@@ -178,6 +218,7 @@ fn spawn_drain_watch(grace: Duration) {
 }
 
 fn flush_and_exit(code: i32) -> ! {
+    access_log::flush();
     log::logger().flush();
     std::process::exit(code)
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::config::HostHeaderMode;
 use crate::config::file::{UpstreamSection, UpstreamTlsSection};
 use crate::config::values::UpstreamUrl;
+use crate::metrics::UpstreamMetrics;
 use crate::tls::certs::{ServerCertificate, load_chain};
 
 /// Idle (per read / per write) timeouts. There is deliberately no total
@@ -78,6 +79,7 @@ pub struct Upstream {
     pub authority_header: HeaderValue,
     /// Keep Authorization on requests the gateway authenticated.
     pub forward_authorization: bool,
+    pub metrics: UpstreamMetrics,
     peer: HttpPeer,
 }
 
@@ -121,6 +123,7 @@ impl Upstream {
             forward_authorization: section.forward_authorization,
             authority_header: HeaderValue::from_str(&url.authority)
                 .expect("authority was parsed by http::uri::Authority"),
+            metrics: UpstreamMetrics::new(name),
             peer,
         })
     }
@@ -128,6 +131,10 @@ impl Upstream {
     pub fn url(&self) -> String {
         let scheme = if self.peer.is_tls() { "https" } else { "http" };
         format!("{scheme}://{}", self.authority)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.peer.options.connection_timeout.unwrap_or(Duration::from_secs(5))
     }
 
     /// A fresh peer for one request (Pingora takes ownership of it).

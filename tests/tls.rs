@@ -1012,3 +1012,53 @@ fn certificate_problems_are_config_errors_naming_the_key_and_the_file() {
         &["expired"],
     );
 }
+
+#[test]
+fn handshakes_are_counted_per_listener_including_failures() {
+    let certs = DevCerts::generate(&["localhost"]);
+    let upstream = RecordingUpstream::start();
+    let addr = free_addr();
+    let gateway = TlsGatewayConfig::new(&upstream.url())
+        .tls_listener(addr, &[CertEntry::of(&certs)], None)
+        .start();
+    let handshakes = |stage: &str| -> u64 {
+        let text = Request::get("/metrics").send(gateway.metrics_addr()).body_text();
+        let prefix = "registry_gateway_tls_handshakes_total{";
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(&format!("stage=\"{stage}\"")))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum()
+    };
+    let before = (handshakes("started"), handshakes("completed"), handshakes("failed"));
+    for _ in 0..3 {
+        let mut conn = TlsConn::open(addr, "localhost", &certs.ca());
+        conn.send_request(&Request::get("/v2/"));
+        let rsp = conn.read_head().expect("a response over TLS");
+        assert_eq!(rsp.status, 200, "{}", rsp.describe());
+    }
+    // A client that does not trust the certificate aborts its handshake;
+    // plain HTTP to the TLS port never starts one.
+    let other = DevCerts::generate(&["localhost"]);
+    assert!(TlsConn::try_open(addr, "localhost", &other.ca()).is_err());
+    let mut plain = Conn::open(addr);
+    let _ = plain.try_send(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    let _ = plain.read_to_end();
+
+    let ok = wait_until(Duration::from_secs(5), || {
+        handshakes("started") >= before.0 + 4
+            && handshakes("completed") >= before.1 + 3
+            && handshakes("failed") >= before.2 + 2
+    });
+    assert!(
+        ok,
+        "handshakes started/completed/failed went from {before:?} to ({}, {}, {}); want +4/+3/+2",
+        handshakes("started"),
+        handshakes("completed"),
+        handshakes("failed")
+    );
+    assert_eq!(
+        handshakes("completed"),
+        before.1 + 3,
+        "only the trusted handshakes complete"
+    );
+}

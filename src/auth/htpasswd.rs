@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use super::hash::PasswordHash;
+use crate::metrics::{self, ReloadKind};
 use crate::reload::{FileStamp, Reloadable};
 
 /// The users of one htpasswd file at one point in time.
@@ -177,8 +178,13 @@ impl HtpasswdFile {
 
 impl Reloadable for HtpasswdFile {
     fn reload(&self, force: bool) {
-        if let Err(e) = HtpasswdFile::reload(self, force) {
-            log::error!("{e}; keeping the previous users");
+        match HtpasswdFile::reload(self, force) {
+            Ok(true) => metrics::reload(ReloadKind::Htpasswd, true),
+            Ok(false) => {}
+            Err(e) => {
+                metrics::reload(ReloadKind::Htpasswd, false);
+                log::error!("{e}; keeping the previous users");
+            }
         }
     }
 }

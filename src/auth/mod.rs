@@ -141,8 +141,10 @@ impl Authenticator {
         let generation = policy.users.generation();
         let key = self.cache.key(policy.table_id, header.as_bytes());
         if let Some(user) = self.cache.get(&key, generation) {
+            crate::metrics::auth_cache(true);
             return AuthOutcome::Allowed { user };
         }
+        crate::metrics::auth_cache(false);
         if let Some(retry_after) = client.and_then(|ip| self.throttle.blocked_for(ip)) {
             return AuthOutcome::Throttled { retry_after };
         }

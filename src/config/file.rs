@@ -28,6 +28,40 @@ pub struct GatewayFile {
     pub timeouts: TimeoutsSection,
     /// Auth for every registry that does not say otherwise.
     pub auth: Option<AuthSetting>,
+    /// The metrics listener; on 127.0.0.1:9145 when absent.
+    pub metrics: Option<Switch<MetricsSection>>,
+    /// One line per request; text on stdout when absent.
+    pub access_log: Option<Switch<AccessLogSection>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub address: Option<ListenAddress>,
+    /// Registries past this many (in file order) share the label `other`.
+    pub max_registry_labels: Option<usize>,
+    /// How often upstreams are probed for `/readyz`.
+    pub probe_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSection {
+    #[serde(default)]
+    pub format: AccessLogFormat,
+    /// `stdout`, `stderr` or a file path (appended to).
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    /// `key=value` pairs (logfmt).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,12 +212,31 @@ pub struct RouteSection {
 }
 
 /// `auth: off`, or an auth block.
+pub type AuthSetting = Switch<AuthSection>;
+
+/// A section that can also be written `off` (or `false`).
 #[derive(Debug)]
-pub enum AuthSetting {
+pub enum Switch<T> {
     Off,
-    On(AuthSection),
+    On(T),
 }
 
+/// What a block of a [`Switch`] is called in messages.
+pub trait BlockName {
+    const EXPECTED: &'static str;
+}
+
+impl BlockName for AuthSection {
+    const EXPECTED: &'static str = "`off` or an auth block with `htpasswd`";
+}
+
+impl BlockName for MetricsSection {
+    const EXPECTED: &'static str = "`off` or a metrics block with `address`";
+}
+
+impl BlockName for AccessLogSection {
+    const EXPECTED: &'static str = "`off` or an access_log block with `format` and `output`";
+}
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
@@ -204,35 +257,31 @@ pub enum AuthScopeSetting {
     Writes,
 }
 
-impl<'de> Deserialize<'de> for AuthSetting {
+impl<'de, T: Deserialize<'de> + BlockName> Deserialize<'de> for Switch<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AuthSetting;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + BlockName> Visitor<'de> for V<T> {
+            type Value = Switch<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`off` or an auth block with `htpasswd`")
+                f.write_str(T::EXPECTED)
             }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AuthSetting, E> {
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Switch<T>, E> {
                 match v {
-                    false => Ok(AuthSetting::Off),
-                    true => Err(E::custom(
-                        "invalid auth setting `true`: expected `off` or an auth block with `htpasswd`",
-                    )),
+                    false => Ok(Switch::Off),
+                    true => Err(E::custom(format!("invalid setting `true`: expected {}", T::EXPECTED))),
                 }
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<AuthSetting, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Switch<T>, E> {
                 match v {
-                    "off" => Ok(AuthSetting::Off),
-                    _ => Err(E::custom(format!(
-                        "invalid auth setting `{v}`: expected `off` or an auth block with `htpasswd`"
-                    ))),
+                    "off" => Ok(Switch::Off),
+                    _ => Err(E::custom(format!("invalid setting `{v}`: expected {}", T::EXPECTED))),
                 }
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AuthSetting, A::Error> {
-                AuthSection::deserialize(de::value::MapAccessDeserializer::new(map)).map(AuthSetting::On)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Switch<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Switch::On)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 

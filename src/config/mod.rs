@@ -11,11 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use file::AccessLogFormat;
 pub use file::HostHeaderMode;
-use file::{AuthScopeSetting, AuthSetting, GatewayFile, ListenerTlsSection, RegistrySection, RouteSection};
+use file::{
+    AccessLogSection, AuthScopeSetting, AuthSetting, GatewayFile, ListenerTlsSection, MetricsSection, RegistrySection,
+    RouteSection, Switch,
+};
 use values::IpNet;
 
 use crate::auth::{AuthLimits, AuthPolicy, AuthScope, HtpasswdFile};
+use crate::metrics::RegistryMetrics;
 use crate::reload::Reloadable;
 use crate::routing::{RouteTable, RouteTarget, VirtualRegistry};
 use crate::tls::certs::ServerCertificate;
@@ -94,6 +99,31 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<IpNet>,
 }
 
+/// The metrics listener.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub address: SocketAddr,
+    pub probe_interval: Duration,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessLogSettings {
+    pub format: AccessLogFormat,
+    pub output: AccessLogOutput,
+}
+
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9145";
+pub const DEFAULT_MAX_REGISTRY_LABELS: usize = 100;
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The validated, compiled configuration.
 #[derive(Debug)]
 pub struct GatewayConfig {
@@ -111,6 +141,10 @@ pub struct GatewayConfig {
     /// Suspicious but valid settings (shadowed host rules), for `check` and
     /// the start log.
     pub warnings: Vec<String>,
+    /// `None`: `metrics: off`.
+    pub metrics: Option<MetricsSettings>,
+    /// `None`: `access_log: off`.
+    pub access_log: Option<AccessLogSettings>,
 }
 
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -157,6 +191,14 @@ impl GatewayConfig {
             .filter_map(|l| l.tls.as_ref())
             .map(|t| t.certificates.clone() as Arc<dyn Reloadable>);
         files.chain(certs).collect()
+    }
+
+    /// Handshake counters of the TLS listeners, by listener name.
+    pub fn tls_stats(&self) -> Vec<(String, Arc<crate::tls::TlsStats>)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.tls.as_ref()?.certificates.stats.clone())))
+            .collect()
     }
 
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
@@ -211,6 +253,8 @@ fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIs
         }
     }
 
+    let metrics = c.metrics(&file, &listeners);
+    let access_log = c.access_log(&file);
     let gateway_auth = match &file.auth {
         Some(setting) => c.auth_setting("auth", setting),
         None => None,
@@ -246,6 +290,8 @@ fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIs
         htpasswd_files: htpasswd_files.into_values().collect(),
         router: router.expect("no issues means the router compiled"),
         warnings,
+        metrics,
+        access_log,
     })
 }
 
@@ -259,9 +305,75 @@ struct Compiler {
     /// One table per file, however many blocks name it.
     htpasswd_files: BTreeMap<PathBuf, Arc<HtpasswdFile>>,
     warnings: Vec<String>,
+    max_registry_labels: usize,
+    /// Shared by the registries past `max_registry_labels`.
+    other_registries: Option<Arc<RegistryMetrics>>,
 }
 
 impl Compiler {
+    fn metrics(&mut self, file: &GatewayFile, listeners: &[Listener]) -> Option<MetricsSettings> {
+        let default = MetricsSection::default();
+        let section = match &file.metrics {
+            Some(Switch::Off) => {
+                self.max_registry_labels = DEFAULT_MAX_REGISTRY_LABELS;
+                return None;
+            }
+            Some(Switch::On(s)) => s,
+            None => &default,
+        };
+        self.max_registry_labels = section.max_registry_labels.unwrap_or(DEFAULT_MAX_REGISTRY_LABELS);
+        let address = match &section.address {
+            Some(a) => a.0,
+            None => DEFAULT_METRICS_ADDRESS.parse().expect("valid default address"),
+        };
+        if let Some(i) = listeners.iter().position(|l| l.address == address) {
+            self.issue(
+                "metrics.address",
+                format!("address `{address}` is also listeners[{i}]: the metrics listener needs its own"),
+            );
+        }
+        let probe_interval = section.probe_interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0);
+        if probe_interval.is_zero() {
+            self.issue("metrics.probe_interval", "must be greater than zero: `0`");
+        }
+        Some(MetricsSettings {
+            address,
+            probe_interval,
+        })
+    }
+
+    fn access_log(&mut self, file: &GatewayFile) -> Option<AccessLogSettings> {
+        let default = AccessLogSection::default();
+        let section = match &file.access_log {
+            Some(Switch::Off) => return None,
+            Some(Switch::On(s)) => s,
+            None => &default,
+        };
+        let output = match section.output.as_deref() {
+            None | Some("stdout") => AccessLogOutput::Stdout,
+            Some("stderr") => AccessLogOutput::Stderr,
+            Some("") => {
+                self.issue("access_log.output", "empty: use `stdout`, `stderr` or a file path");
+                AccessLogOutput::Stdout
+            }
+            Some(path) => AccessLogOutput::File(self.path(Path::new(path))),
+        };
+        Some(AccessLogSettings {
+            format: section.format,
+            output,
+        })
+    }
+
+    /// Metric handles of the `i`th registry: its own label, or `other` past the limit.
+    fn registry_metrics(&mut self, i: usize, name: &str) -> Arc<RegistryMetrics> {
+        if i < self.max_registry_labels {
+            return RegistryMetrics::new(name);
+        }
+        self.other_registries
+            .get_or_insert_with(|| RegistryMetrics::new(crate::metrics::OTHER_REGISTRIES))
+            .clone()
+    }
+
     fn issue(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.issues.push(issue(key, message));
     }
@@ -447,6 +559,7 @@ impl Compiler {
             name: r.name.clone(),
             is_default: r.default,
             routes,
+            metrics: self.registry_metrics(i, &r.name),
         }))
     }
 
@@ -636,6 +749,23 @@ pub fn summary(c: &GatewayConfig) -> String {
         "shutdown grace period: {:?}, threads: {}",
         c.server.grace_period, c.server.threads
     );
+    match &c.metrics {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "metrics: http://{}/metrics, /healthz, /readyz (upstreams probed every {:?})",
+                m.address, m.probe_interval
+            );
+        }
+        None => {
+            let _ = writeln!(out, "metrics: off");
+        }
+    }
+    let access = match &c.access_log {
+        Some(a) => format!("{:?} to {:?}", a.format, a.output).to_lowercase(),
+        None => "off".to_owned(),
+    };
+    let _ = writeln!(out, "access log: {access}");
     for w in &c.warnings {
         let _ = writeln!(out, "warning: {w}");
     }

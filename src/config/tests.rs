@@ -219,3 +219,55 @@ fn registries_must_match_something_and_regexes_compile() {
     let e = error_of(&GOOD.replace("    default: true\n", "    host_regex: '('\n"));
     assert!(e.contains("registries[0].host_regex") && e.contains("`(`"), "{e}");
 }
+
+#[test]
+fn metrics_default_to_loopback_and_can_be_turned_off() {
+    let c = parse(GOOD).unwrap();
+    let m = c.metrics.as_ref().expect("metrics are on by default");
+    assert_eq!(m.address, DEFAULT_METRICS_ADDRESS.parse().unwrap());
+    assert!(m.address.ip().is_loopback());
+    let c = parse(&format!("{GOOD}metrics: off\naccess_log: off\n")).unwrap();
+    assert!(c.metrics.is_none() && c.access_log.is_none());
+    let c = parse(&format!("{GOOD}metrics:\n  address: \"127.0.0.1:9999\"\n")).unwrap();
+    assert_eq!(c.metrics.unwrap().address.port(), 9999);
+}
+
+#[test]
+fn metrics_errors_name_the_key() {
+    let e = error_of(&format!("{GOOD}metrics:\n  address: \"127.0.0.1:5000\"\n"));
+    assert!(e.contains("metrics.address") && e.contains("listeners[0]"), "{e}");
+    let e = error_of(&format!("{GOOD}metrics: on\n"));
+    assert!(e.contains("metrics") && e.contains("`on`") && e.contains("line"), "{e}");
+    let e = error_of(&format!("{GOOD}metrics:\n  adress: x\n"));
+    assert!(e.contains("metrics") && e.contains("`adress`"), "{e}");
+    let e = error_of(&format!("{GOOD}access_log:\n  format: xml\n"));
+    assert!(e.contains("access_log.format") && e.contains("`xml`"), "{e}");
+}
+
+#[test]
+fn access_log_outputs_and_formats() {
+    let c = parse(GOOD).unwrap();
+    let a = c.access_log.unwrap();
+    assert_eq!((a.format, a.output), (AccessLogFormat::Text, AccessLogOutput::Stdout));
+    let c = parse(&format!(
+        "{GOOD}access_log:\n  format: json\n  output: logs/access.log\n"
+    ))
+    .unwrap();
+    let a = c.access_log.unwrap();
+    assert_eq!(a.format, AccessLogFormat::Json);
+    assert_eq!(a.output, AccessLogOutput::File(PathBuf::from("logs/access.log")));
+}
+
+#[test]
+fn registries_past_the_label_limit_share_one_metrics_label() {
+    let mut text = format!("{GOOD}metrics:\n  max_registry_labels: 2\n");
+    for i in 0..4 {
+        text = text.replace(
+            "registries:\n",
+            &format!("registries:\n  - name: r{i}\n    hosts: [r{i}.example]\n    upstream: registry\n"),
+        );
+    }
+    let c = parse(&text).unwrap();
+    let labels: Vec<&str> = c.registries.iter().map(|r| r.metrics.label()).collect();
+    assert_eq!(labels, ["r3", "r2", "other", "other", "other"]);
+}

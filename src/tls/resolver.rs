@@ -15,6 +15,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::certs::{CertError, ServerCertificate};
+use crate::metrics::{self, ReloadKind};
 use crate::reload::{FileStamp, Reloadable};
 
 /// One certificate of a listener as configured.
@@ -167,8 +168,14 @@ impl Reloadable for SniResolver {
         *last = now;
         let files: Vec<String> = self.specs.iter().map(|s| s.cert.display().to_string()).collect();
         match SniResolver::reload(self) {
-            Ok(()) => log::info!("certificates reloaded: {}", files.join(", ")),
-            Err(e) => log::error!("{e}; keeping the current certificates"),
+            Ok(()) => {
+                metrics::reload(ReloadKind::Certificate, true);
+                log::info!("certificates reloaded: {}", files.join(", "))
+            }
+            Err(e) => {
+                metrics::reload(ReloadKind::Certificate, false);
+                log::error!("{e}; keeping the current certificates")
+            }
         }
     }
 }

@@ -126,6 +126,9 @@ pub struct Gateway {
     child: Child,
     dir: TempDir,
     addr: SocketAddr,
+    /// The metrics listener the harness added; `None` when the test's own
+    /// config has a `metrics:` section.
+    metrics_addr: Option<SocketAddr>,
     log_path: PathBuf,
     config_path: PathBuf,
     exit: Option<ExitStatus>,
@@ -157,6 +160,17 @@ impl Gateway {
             fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         }
         let config_path = dir.path().join("gateway.yaml");
+        // Every gateway gets its own metrics port (the default, 9145, would
+        // clash between tests running in parallel).
+        let mut yaml = yaml.to_string();
+        let metrics_addr = if yaml.lines().any(|l| l.starts_with("metrics:")) {
+            None
+        } else {
+            let addr = free_addr();
+            yaml.push_str(&format!("\nmetrics:\n  address: \"{addr}\"\n  probe_interval: 1s\n"));
+            Some(addr)
+        };
+        let yaml = yaml.as_str();
         fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join("gateway.log");
         let log = File::create(&log_path).unwrap();
@@ -172,6 +186,7 @@ impl Gateway {
             child,
             dir,
             addr: listen,
+            metrics_addr,
             log_path,
             config_path,
             exit: None,
@@ -200,6 +215,12 @@ impl Gateway {
     /// `http://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The metrics listener the harness configured.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+            .expect("this gateway's config has its own `metrics:` section")
     }
 
     pub fn config_path(&self) -> &Path {
