@@ -54,7 +54,7 @@ fn path_and_location(c: &mut Criterion) {
     };
     let loc = b"http://127.0.0.1:15000/v2/a/b/blobs/uploads/5b1f0c2e?_state=abcdefghijklmnopqrstuvwxyz0123456789";
     c.bench_function("rewrite upload Location", |b| {
-        b.iter(|| rewrite_location(black_box(loc), "127.0.0.1:15000", &view))
+        b.iter(|| rewrite_location(black_box(loc), "127.0.0.1:15000", "", &view))
     });
 }
 

@@ -51,7 +51,10 @@ pub fn add_all<A: HttpServerApp + Send + Sync + 'static>(service: &mut Service<A
         match &l.tls {
             None => service.add_tcp(&addr),
             Some(tls) => {
-                let counter = Box::new(HandshakeCounter(tls.certificates.stats.clone()));
+                let counter = Box::new(HandshakeCounter {
+                    stats: tls.certificates.stats.clone(),
+                    reject_misdirected: tls.reject_misdirected.then(|| tls.certificates.clone()),
+                });
                 let mut settings =
                     TlsSettings::with_callbacks(counter).expect("TLS settings without files cannot fail");
                 settings.set_cert_resolver(tls.certificates.clone());

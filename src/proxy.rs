@@ -29,7 +29,9 @@ use crate::operation::{self, RegistryRequest};
 use crate::reply::ErrorReply;
 use crate::rewrite::{self, ClientView, Scheme};
 use crate::routing::{self, Route, VirtualRegistry};
+use crate::tls::SniBinding;
 use crate::upstream::Upstream;
+use crate::vhost::normalize_host;
 
 /// Requests currently between their first and last phase; SIGTERM waits
 /// for this to reach zero.
@@ -132,6 +134,19 @@ impl Drop for RequestCtx {
     }
 }
 
+/// On listeners with `reject_misdirected`: the Host would be served another
+/// certificate than the one this connection's SNI name got.
+fn is_misdirected(session: &Session, view: &ClientView) -> bool {
+    let digest = session.as_downstream().digest().and_then(|d| d.ssl_digest.as_ref());
+    let Some(binding) = digest.and_then(|d| d.extension.get::<SniBinding>()) else {
+        return false;
+    };
+    match view.authority.as_ref().and_then(|a| a.to_str().ok()) {
+        Some(authority) => !binding.allows(&normalize_host(authority)),
+        None => false,
+    }
+}
+
 fn connection_scheme(session: &Session) -> Scheme {
     match session.as_downstream().digest().and_then(|d| d.ssl_digest.as_ref()) {
         Some(_) => Scheme::Https,
@@ -193,6 +208,10 @@ impl ProxyHttp for RegistryProxy {
         let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let trusted = ip.is_some_and(|ip| self.config.is_trusted_proxy(ip));
         let view = ClientView::from_request(req, ip, connection_scheme(session), trusted);
+        if is_misdirected(session, &view) {
+            ErrorReply::Misdirected.send(session, v2).await?;
+            return Ok(true);
+        }
         let Some(registry) = self.registry_for(&view, session).cloned() else {
             ErrorReply::NoRegistry.send(session, v2).await?;
             return Ok(true);
@@ -231,6 +250,10 @@ impl ProxyHttp for RegistryProxy {
     ) -> Result<()> {
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
             rewrite::prepare_upstream_request(req, view, up.host_header, &up.authority_header);
+            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            if let Some(uri) = rewrite::prefixed_target(target, &up.path_prefix) {
+                req.set_uri(uri);
+            }
             // Credentials the gateway checked are its own business; requests
             // it did not authenticate keep theirs for the upstream to check.
             if ctx.user.is_some() && !up.forward_authorization {
@@ -251,7 +274,7 @@ impl ProxyHttp for RegistryProxy {
         ctx.upstream_status = resp.status.as_u16();
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
             up.metrics.response(ctx.upstream_status);
-            rewrite::prepare_client_response(resp, &up.authority, view, ctx.route == Some(Route::V2));
+            rewrite::prepare_client_response(resp, up, view, ctx.route == Some(Route::V2));
         }
         Ok(())
     }

@@ -17,6 +17,8 @@ pub enum ErrorReply {
     NotFound,
     /// No virtual registry serves the requested host name.
     NoRegistry,
+    /// The Host needs another certificate than the connection's SNI got.
+    Misdirected,
     BadRequest(&'static str),
     /// Credentials missing or wrong; sent with the realm's challenge.
     Unauthorized,
@@ -33,6 +35,7 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound | ErrorReply::NoRegistry => 404,
             ErrorReply::BadRequest(_) => 400,
+            ErrorReply::Misdirected => 421,
             ErrorReply::Unauthorized => 401,
             ErrorReply::TooManyRequests => 429,
             ErrorReply::BadGateway => 502,
@@ -45,6 +48,7 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound | ErrorReply::NoRegistry => "NOT_FOUND",
             ErrorReply::BadRequest(_) => "BAD_REQUEST",
+            ErrorReply::Misdirected => "MISDIRECTED_REQUEST",
             ErrorReply::Unauthorized => "UNAUTHORIZED",
             ErrorReply::TooManyRequests => "TOOMANYREQUESTS",
             ErrorReply::BadGateway => "BAD_GATEWAY",
@@ -58,6 +62,9 @@ impl ErrorReply {
             ErrorReply::NotFound => "no registry route for this path",
             ErrorReply::NoRegistry => "no registry is served under this host name",
             ErrorReply::BadRequest(why) => why,
+            ErrorReply::Misdirected => {
+                "this host name is not served on this TLS connection: connect with its own SNI name"
+            }
             ErrorReply::Unauthorized => "authentication required",
             ErrorReply::TooManyRequests => "too many failed logins from this address; retry later",
             ErrorReply::BadGateway => "upstream registry unavailable",

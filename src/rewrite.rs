@@ -13,6 +13,7 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::config::HostHeaderMode;
+use crate::upstream::Upstream;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -184,18 +185,25 @@ fn set_or_remove(req: &mut RequestHeader, name: HeaderName, value: Option<String
     }
 }
 
-/// The client-facing form of an absolute `Location` that points at the
-/// upstream (or at the address the upstream was told the client used).
-/// Anything else, such as a redirect to object storage with a signed URL,
-/// is left alone: `None`.
-pub fn rewrite_location(location: &[u8], upstream_authority: &str, view: &ClientView) -> Option<HeaderValue> {
+/// The client-facing form of a `Location` that points at the upstream (or
+/// at the address the upstream was told the client used), with the
+/// upstream's path prefix taken off. Anything else, such as a redirect to
+/// object storage with a signed URL, is left alone: `None`.
+pub fn rewrite_location(
+    location: &[u8],
+    upstream_authority: &str,
+    path_prefix: &str,
+    view: &ClientView,
+) -> Option<HeaderValue> {
     let client_authority = view.authority.as_ref()?.as_bytes();
     let (scheme_len, rest) = if location.len() >= 7 && location[..7].eq_ignore_ascii_case(b"http://") {
         (7, &location[7..])
     } else if location.len() >= 8 && location[..8].eq_ignore_ascii_case(b"https://") {
         (8, &location[8..])
     } else {
-        return None;
+        // A relative Location keeps its form; only the prefix goes.
+        let stripped = strip_prefix(location, path_prefix)?;
+        return HeaderValue::from_bytes(stripped).ok();
     };
     let end = rest
         .iter()
@@ -207,10 +215,15 @@ pub fn rewrite_location(location: &[u8], upstream_authority: &str, view: &Client
     if !ours {
         return None;
     }
+    let stripped = strip_prefix(tail, path_prefix);
     let scheme = view.scheme.as_str();
-    if authority == client_authority && location[..scheme_len - 3].eq_ignore_ascii_case(scheme.as_bytes()) {
+    if stripped.is_none()
+        && authority == client_authority
+        && location[..scheme_len - 3].eq_ignore_ascii_case(scheme.as_bytes())
+    {
         return None; // already client-facing
     }
+    let tail = stripped.unwrap_or(tail);
     let mut out = Vec::with_capacity(scheme.len() + 3 + client_authority.len() + tail.len());
     out.extend_from_slice(scheme.as_bytes());
     out.extend_from_slice(b"://");
@@ -219,12 +232,33 @@ pub fn rewrite_location(location: &[u8], upstream_authority: &str, view: &Client
     HeaderValue::from_bytes(&out).ok()
 }
 
+/// `path` without `prefix` when it starts with `prefix/`.
+fn strip_prefix<'a>(path: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
+    if prefix.is_empty() {
+        return None;
+    }
+    let rest = path.strip_prefix(prefix.as_bytes())?;
+    rest.starts_with(b"/").then_some(rest)
+}
+
+/// The upstream's request target: the client's, under the upstream's path
+/// prefix. `None` when there is no prefix (the target is forwarded as is).
+pub fn prefixed_target(path_and_query: &str, path_prefix: &str) -> Option<http::Uri> {
+    if path_prefix.is_empty() {
+        return None;
+    }
+    let mut target = String::with_capacity(path_prefix.len() + path_and_query.len());
+    target.push_str(path_prefix);
+    target.push_str(path_and_query);
+    http::Uri::try_from(target).ok()
+}
+
 /// Applies Location rewriting and the API version header to a response.
-pub fn prepare_client_response(resp: &mut ResponseHeader, upstream_authority: &str, view: &ClientView, v2: bool) {
+pub fn prepare_client_response(resp: &mut ResponseHeader, upstream: &Upstream, view: &ClientView, v2: bool) {
     if let Some(new) = resp
         .headers
         .get(LOCATION)
-        .and_then(|loc| rewrite_location(loc.as_bytes(), upstream_authority, view))
+        .and_then(|loc| rewrite_location(loc.as_bytes(), &upstream.authority, &upstream.path_prefix, view))
     {
         let _ = resp.insert_header(LOCATION, new);
     }
@@ -354,7 +388,36 @@ mod tests {
     }
 
     fn rw(loc: &str, v: &ClientView) -> Option<String> {
-        rewrite_location(loc.as_bytes(), "127.0.0.1:15000", v).map(|h| h.to_str().unwrap().to_owned())
+        rewrite_location(loc.as_bytes(), "127.0.0.1:15000", "", v).map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn the_upstream_path_prefix_is_added_to_targets_and_taken_off_locations() {
+        assert_eq!(prefixed_target("/v2/x?n=1", ""), None);
+        assert_eq!(
+            prefixed_target("/v2/x?n=1", "/mirror").unwrap().to_string(),
+            "/mirror/v2/x?n=1"
+        );
+        let v = view("gw.example:5000", Scheme::Https);
+        let rw = |loc: &str| {
+            rewrite_location(loc.as_bytes(), "127.0.0.1:15000", "/mirror", &v).map(|h| h.to_str().unwrap().to_owned())
+        };
+        let want = Some("https://gw.example:5000/v2/x/blobs/uploads/u1?_state=s".to_owned());
+        assert_eq!(rw("http://127.0.0.1:15000/mirror/v2/x/blobs/uploads/u1?_state=s"), want);
+        // Built from the forwarded client address, prefix still on.
+        assert_eq!(
+            rw("https://gw.example:5000/mirror/v2/x/blobs/uploads/u1?_state=s"),
+            want
+        );
+        assert_eq!(
+            rw("/mirror/v2/x/blobs/uploads/u1"),
+            Some("/v2/x/blobs/uploads/u1".to_owned())
+        );
+        // Not under the prefix, or only sharing its first letters: untouched.
+        assert_eq!(rw("/v2/x/blobs/uploads/u1"), None);
+        assert_eq!(rw("/mirrored/v2/x"), None);
+        assert_eq!(rw("https://gw.example:5000/v2/x"), None);
+        assert_eq!(rw("https://s3.example/bucket/mirror/v2/x?sig=1"), None);
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct Upstream {
     /// `host:port` as written in the URL, lower-cased; what the upstream
     /// puts in absolute URLs it builds from its own name.
     pub authority: String,
+    /// Path the upstream serves the registry under (`/mirror`); empty for
+    /// the root. Prepended to request paths, stripped from Location.
+    pub path_prefix: String,
     pub host_header: HostHeaderMode,
     /// The Host header sent in `HostHeaderMode::Upstream`.
     pub authority_header: HeaderValue,
@@ -119,6 +122,7 @@ impl Upstream {
             name: name.to_owned(),
             address: url.address,
             authority: url.authority.clone(),
+            path_prefix: url.path_prefix.clone(),
             host_header: section.host_header,
             forward_authorization: section.forward_authorization,
             authority_header: HeaderValue::from_str(&url.authority)
@@ -130,7 +134,7 @@ impl Upstream {
 
     pub fn url(&self) -> String {
         let scheme = if self.peer.is_tls() { "https" } else { "http" };
-        format!("{scheme}://{}", self.authority)
+        format!("{scheme}://{}{}", self.authority, self.path_prefix)
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -165,3 +165,167 @@ fn route_subcommand_explains_the_choice() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("no virtual registry matches"));
 }
+
+#[test]
+fn each_registry_checks_its_own_users() {
+    let (a, b) = (Registry::start(), Registry::start());
+    let main = free_addr();
+    let yaml = format!(
+        r#"
+listeners:
+  - address: "{main}"
+upstreams:
+  a: {{ url: "{}" }}
+  b: {{ url: "{}" }}
+registries:
+  - name: a
+    hosts: [registry-a.test]
+    upstream: a
+    auth: {{ htpasswd: users-a, realm: "Registry A" }}
+  - name: b
+    hosts: [registry-b.test]
+    upstream: b
+    auth: {{ htpasswd: users-b, realm: "Registry B" }}
+"#,
+        a.url(),
+        b.url()
+    );
+    let users_a = htpasswd_line("B", &["-C", "4"], "alice", "alice-pw") + "\n";
+    let users_b = htpasswd_line("B", &["-C", "4"], "bob", "bob-pw") + "\n";
+    let gw = Gateway::start_yaml_with_files(
+        &yaml,
+        main,
+        &[("users-a", users_a.as_bytes()), ("users-b", users_b.as_bytes())],
+    );
+    let as_user = |host: &str, user: &str, pw: &str| {
+        Request::get("/v2/")
+            .header("Host", host)
+            .header("Authorization", &basic_auth(user, pw))
+            .send(gw.addr())
+    };
+    assert_eq!(as_user("registry-a.test", "alice", "alice-pw").status, 200);
+    assert_eq!(as_user("registry-b.test", "bob", "bob-pw").status, 200);
+    let rsp = as_user("registry-b.test", "alice", "alice-pw");
+    assert_eq!(rsp.status, 401, "alice is not a user of B: {}", rsp.describe());
+    assert_eq!(
+        rsp.header("www-authenticate"),
+        Some("Basic realm=\"Registry B\""),
+        "B challenges with its own realm"
+    );
+    let rsp = as_user("registry-a.test", "bob", "bob-pw");
+    assert_eq!(rsp.status, 401, "bob is not a user of A: {}", rsp.describe());
+    assert_eq!(rsp.header("www-authenticate"), Some("Basic realm=\"Registry A\""));
+}
+
+#[test]
+fn an_upstream_under_a_path_prefix_serves_pushes_and_pulls_with_the_prefix_hidden() {
+    require_tool(SKOPEO_BIN, "skopeo");
+    let port = free_port();
+    let mut registry = Registry::spawn(port, "  prefix: /mirror/\n");
+    let upstream = format!("http://127.0.0.1:{port}/mirror");
+    let ready = wait_until(std::time::Duration::from_secs(20), || {
+        registry.assert_running();
+        matches!(Request::get("/mirror/v2/").try_send(registry.addr()), Ok(r) if r.status == 200)
+    });
+    assert!(ready, "registry:2 with http.prefix not ready:\n{}", registry.log());
+    let main = free_addr();
+    let yaml = format!(
+        "listeners:\n  - address: \"{main}\"\nupstreams:\n  mirror: {{ url: \"{upstream}/\" }}\n\
+         registries:\n  - name: mirror\n    default: true\n    upstream: mirror\n"
+    );
+    let gw = Gateway::start_yaml(&yaml, main);
+
+    let rsp = Request::post("/v2/prefixed/app/blobs/uploads/").send(gw.addr());
+    assert_eq!(rsp.status, 202, "{}", rsp.describe());
+    let location = rsp.expect_header("location");
+    assert!(
+        location.starts_with(&format!("http://{main}/v2/prefixed/app/blobs/uploads/")),
+        "the upload URL must not show the upstream's prefix: {location}"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let image = OciImageBuilder::new(0x9ef1)
+        .layer(70_000)
+        .write(&work.path().join("src"), "v1");
+    let reference = format!("{main}/prefixed/app:v1");
+    skopeo_push(&image, &reference);
+    for blob in image.all_blobs() {
+        assert!(
+            registry.blob_path(&blob.digest).exists(),
+            "the prefixed upstream lacks {}",
+            blob.digest
+        );
+    }
+    let pulled = skopeo_pull(&reference, &work.path().join("dst"), "v1");
+    assert_eq!(pulled.manifest.digest, image.manifest.digest);
+    // registry:2 saw every request under its prefix.
+    let log = registry.access_log();
+    assert!(
+        log.iter().any(|l| l.contains("/mirror/v2/prefixed/app/manifests/v1")),
+        "{}",
+        log.join("\n")
+    );
+}
+
+#[test]
+fn per_host_certificates_by_sni_and_421_when_the_host_needs_another_certificate() {
+    use common::tls::{CertEntry, DevCerts, TlsConn, yaml_str};
+    let (a, b) = (Registry::start(), Registry::start());
+    let cert_a = DevCerts::generate(&["registry-a.test"]);
+    let cert_b = DevCerts::generate(&["registry-b.test"]);
+    let (strict, lax) = (free_addr(), free_addr());
+    let certs = |e: &[CertEntry]| {
+        e.iter()
+            .map(|c| {
+                format!(
+                    "        - {{ cert: {}, key: {} }}\n",
+                    yaml_str(&c.cert.display().to_string()),
+                    yaml_str(&c.key.display().to_string())
+                )
+            })
+            .collect::<String>()
+    };
+    let entries = [CertEntry::of(&cert_a), CertEntry::of(&cert_b)];
+    let yaml = format!(
+        "listeners:\n  - address: \"{strict}\"\n    tls:\n      reject_misdirected: true\n      certificates:\n{0}\
+         \x20 - address: \"{lax}\"\n    tls:\n      certificates:\n{0}\
+         upstreams:\n  a: {{ url: \"{1}\" }}\n  b: {{ url: \"{2}\" }}\n\
+         registries:\n  - name: a\n    hosts: [registry-a.test]\n    upstream: a\n\
+         \x20 - name: b\n    hosts: [registry-b.test]\n    upstream: b\n",
+        certs(&entries),
+        a.url(),
+        b.url()
+    );
+    let _gw = Gateway::start_yaml(&yaml, strict);
+    let db = b.push_blob("r", b"b over tls");
+
+    // Each name gets its own certificate and its own registry.
+    let mut conn = TlsConn::open(strict, "registry-b.test", &cert_b.ca());
+    assert_eq!(
+        conn.peer_leaf_der(),
+        cert_b.leaf_der(),
+        "SNI registry-b.test gets B's certificate"
+    );
+    conn.send_request(&Request::get(&format!("/v2/r/blobs/{db}")));
+    assert_eq!(conn.read_head().unwrap().status, 200, "B's blob through B's name");
+    let conn = TlsConn::open(strict, "registry-a.test", &cert_a.ca());
+    assert_eq!(
+        conn.peer_leaf_der(),
+        cert_a.leaf_der(),
+        "SNI registry-a.test gets A's certificate"
+    );
+
+    // A connection made for A asking for B: 421 on the strict listener...
+    let mut conn = TlsConn::open(strict, "registry-a.test", &cert_a.ca());
+    conn.send_request(&Request::get(&format!("/v2/r/blobs/{db}")).header("Host", "registry-b.test"));
+    let rsp = conn.read_head().unwrap();
+    assert_eq!(rsp.status, 421, "{}", rsp.describe());
+    // ...while the other listener serves it by Host, as nginx would.
+    let mut conn = TlsConn::open(lax, "registry-a.test", &cert_a.ca());
+    conn.send_request(&Request::get(&format!("/v2/r/blobs/{db}")).header("Host", "registry-b.test"));
+    assert_eq!(conn.read_head().unwrap().status, 200);
+    // Same certificate, other spelling (case, port, trailing dot): not misdirected.
+    let mut conn = TlsConn::open(strict, "registry-a.test", &cert_a.ca());
+    conn.send_request(&Request::get("/v2/").header("Host", &format!("REGISTRY-A.test.:{}", strict.port())));
+    assert_eq!(conn.read_head().unwrap().status, 200);
+}

@@ -116,6 +116,10 @@ pub struct ListenerTlsSection {
     /// Offer HTTP/2 by ALPN beside HTTP/1.1.
     #[serde(default = "yes")]
     pub http2: bool,
+    /// Answer 421 when the Host needs another certificate than the one the
+    /// client's SNI name got.
+    #[serde(default)]
+    pub reject_misdirected: bool,
 }
 
 fn yes() -> bool {

@@ -89,6 +89,8 @@ pub struct Listener {
 pub struct TlsListener {
     pub certificates: Arc<SniResolver>,
     pub http2: bool,
+    /// 421 for requests whose Host would get another certificate than SNI did.
+    pub reject_misdirected: bool,
 }
 
 /// Process-wide settings.
@@ -464,6 +466,7 @@ impl Compiler {
             Ok(r) => Some(TlsListener {
                 certificates: Arc::new(r),
                 http2: t.http2,
+                reject_misdirected: t.reject_misdirected,
             }),
             Err(e) => {
                 self.issue(format!("listeners[{i}].tls"), e.to_string());

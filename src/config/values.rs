@@ -144,9 +144,12 @@ impl<'de> Deserialize<'de> for IpNet {
     }
 }
 
-/// Where an upstream registry lives: `http://host:port`.
+/// Where an upstream registry lives: `http://host:port[/prefix]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
+    /// Path the registry is served under (registry:2's `http.prefix`),
+    /// without the trailing slash: `/mirror`; empty for the root.
+    pub path_prefix: String,
     /// Lower-cased `host:port` as a client of the upstream would write it.
     pub authority: String,
     /// Host name or IP literal, without brackets.
@@ -173,9 +176,22 @@ impl FromStr for UpstreamUrl {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        if !(path.is_empty() || path == "/") || authority.contains(['?', '#', '@']) {
+        if authority.contains(['?', '#', '@']) || path.contains(['?', '#']) {
             return Err(format!(
-                "invalid upstream URL `{text}`: only SCHEME://HOST[:PORT] is supported (no path, query or user info)"
+                "invalid upstream URL `{text}`: only SCHEME://HOST[:PORT][/PREFIX] is supported (no query or user info)"
+            ));
+        }
+        let path_prefix = path.trim_end_matches('/');
+        let bad_segment = path_prefix.split('/').skip(1).any(|seg| {
+            seg.is_empty()
+                || seg == "."
+                || seg == ".."
+                || seg == "v2"
+                || !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+        if bad_segment {
+            return Err(format!(
+                "invalid upstream URL `{text}`: the path prefix `{path}` must be plain segments such as `/mirror` (letters, digits, `-._~`; not `v2`)"
             ));
         }
         let uri: http::uri::Authority = authority
@@ -196,6 +212,7 @@ impl FromStr for UpstreamUrl {
             None => uri.host().to_ascii_lowercase(),
         };
         Ok(UpstreamUrl {
+            path_prefix: path_prefix.to_owned(),
             authority,
             host: host.to_ascii_lowercase(),
             port,
@@ -254,11 +271,24 @@ mod tests {
         assert_eq!(u.authority, "[::1]:15000");
         let u: UpstreamUrl = "http://127.0.0.1".parse().unwrap();
         assert_eq!(u.port, 80);
+        assert_eq!(u.path_prefix, "");
+        let u: UpstreamUrl = "http://127.0.0.1:15000/mirror/".parse().unwrap();
+        assert_eq!(
+            (u.authority.as_str(), u.path_prefix.as_str()),
+            ("127.0.0.1:15000", "/mirror")
+        );
+        let u: UpstreamUrl = "https://127.0.0.1/a/b-c".parse().unwrap();
+        assert_eq!(u.path_prefix, "/a/b-c");
         for bad in [
             "ftp://x",
             "http://",
             "127.0.0.1:5000",
             "http://h:1/v2",
+            "http://h:1/mirror/v2/",
+            "http://h:1//x",
+            "http://h:1/a/../b",
+            "http://h:1/a%2fb",
+            "http://h:1/x?y=1",
             "http://h:1?x=1",
             "http://u@h:1",
         ] {

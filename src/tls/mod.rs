@@ -5,4 +5,4 @@ pub mod certs;
 pub mod dev;
 mod resolver;
 
-pub use resolver::{CertificateSpec, HandshakeCounter, SniResolver, TlsStats};
+pub use resolver::{CertificateSpec, HandshakeCounter, SniBinding, SniResolver, TlsStats};

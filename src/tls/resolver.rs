@@ -127,6 +127,14 @@ impl SniResolver {
         Ok(())
     }
 
+    /// Whether a client that sent `sni` got the certificate that `host`
+    /// would get; when not, the request is misdirected (RFC 9110, 421).
+    /// `host` is normalised already (lower case, no port, no trailing dot).
+    pub fn same_certificate(&self, sni: &str, host: &str) -> bool {
+        let table = self.table.load();
+        Arc::ptr_eq(&table.lookup(&normalize(sni)), &table.lookup(host))
+    }
+
     /// Certificate names as the resolver sees them, for `check` output.
     pub fn names(&self) -> Vec<String> {
         let t = self.table.load();
@@ -180,13 +188,35 @@ impl Reloadable for SniResolver {
     }
 }
 
-/// Counts completed handshakes (Pingora logs only failures).
-pub struct HandshakeCounter(pub Arc<TlsStats>);
+/// The SNI name a connection was set up with, kept on connections of
+/// listeners that reject misdirected requests.
+#[derive(Debug)]
+pub struct SniBinding {
+    pub sni: String,
+    pub certificates: Arc<SniResolver>,
+}
+
+impl SniBinding {
+    /// Whether a request for `host` (normalised) belongs on this connection.
+    pub fn allows(&self, host: &str) -> bool {
+        self.certificates.same_certificate(&self.sni, host)
+    }
+}
+
+/// Counts completed handshakes (Pingora logs only failures) and, where the
+/// listener asks for it, remembers the SNI name for the 421 check.
+pub struct HandshakeCounter {
+    pub stats: Arc<TlsStats>,
+    /// `Some` when requests whose Host needs another certificate get 421.
+    pub reject_misdirected: Option<Arc<SniResolver>>,
+}
 
 #[async_trait]
 impl TlsAccept for HandshakeCounter {
-    async fn handshake_complete_callback(&self, _tls: &TlsRef) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        self.0.completed.fetch_add(1, Ordering::Relaxed);
-        None
+    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
+        let certificates = self.reject_misdirected.clone()?;
+        let sni = tls.server_name()?.to_owned();
+        Some(Arc::new(SniBinding { sni, certificates }))
     }
 }
