@@ -41,13 +41,13 @@ summary+=("build:   ok")
 # run command makes; tests check that config too.
 target/release/registry-gateway certs --out certs/dev
 
-echo "==> cargo test --release"
+echo "==> cargo test --release --no-fail-fast"
 # cargo prints one "test result:" line per test binary, the doc-tests (often
 # empty) last; the output is kept to print one grand total at the very end.
 test_log="$(mktemp)"
 trap 'rm -f "$test_log"' EXIT
 test_status=0
-cargo test --release 2>&1 | tee "$test_log" || test_status=$?
+cargo test --release --no-fail-fast 2>&1 | tee "$test_log" || test_status=$?
 if ((test_status == 0)); then summary+=("tests:   ok")
 else summary+=("tests:   FAILED (exit $test_status)"); failed=1; fi
 

@@ -1255,13 +1255,13 @@ fn access_log_names_the_user_and_never_the_password() {
     );
     let ok_line = log_lines_with(&gateway, "/v2/team/logged/tags/list");
     assert!(
-        ok_line.iter().any(|l| l.contains(" 200 ") && l.contains("user=alice")),
+        ok_line.iter().any(|l| l.contains(" status=200 ") && l.contains(" user=alice ")),
         "the access line of an authenticated request must carry user=alice:\n{}",
         ok_line.join("\n")
     );
     let refused_line = log_lines_with(&gateway, "/v2/team/refused/tags/list");
     assert!(
-        refused_line.iter().any(|l| l.contains(" 401 ")),
+        refused_line.iter().any(|l| l.contains(" status=401 ")),
         "{}",
         refused_line.join("\n")
     );
