@@ -94,6 +94,7 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
     let grace = config.server.grace_period;
     let conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         // Pingora sleeps the whole grace period; our drain watcher exits
         // early once nothing is in flight.
         grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),

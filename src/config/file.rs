@@ -69,6 +69,9 @@ pub enum AccessLogFormat {
 pub struct ServerSection {
     /// Worker threads of the proxy service; defaults to the number of cores.
     pub threads: Option<usize>,
+    /// Let idle worker threads take tasks from busy ones (Tokio's
+    /// multi-threaded scheduler) instead of one event loop per thread.
+    pub work_stealing: Option<bool>,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub grace_period: Option<Duration>,
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.

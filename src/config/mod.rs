@@ -97,6 +97,7 @@ pub struct TlsListener {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub threads: usize,
+    pub work_stealing: bool,
     pub grace_period: Duration,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -149,6 +150,7 @@ pub struct GatewayConfig {
     pub access_log: Option<AccessLogSettings>,
 }
 
+pub const DEFAULT_WORK_STEALING: bool = true;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 pub const DEFAULT_REALM: &str = "Registry";
 
@@ -391,6 +393,7 @@ impl Compiler {
         };
         ServerSettings {
             threads,
+            work_stealing: file.server.work_stealing.unwrap_or(DEFAULT_WORK_STEALING),
             grace_period: file.server.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
             trusted_proxies: file.server.trusted_proxies.clone(),
         }
@@ -749,8 +752,8 @@ pub fn summary(c: &GatewayConfig) -> String {
     );
     let _ = writeln!(
         out,
-        "shutdown grace period: {:?}, threads: {}",
-        c.server.grace_period, c.server.threads
+        "shutdown grace period: {:?}, threads: {}, work stealing: {}",
+        c.server.grace_period, c.server.threads, c.server.work_stealing
     );
     match &c.metrics {
         Some(m) => {
