@@ -2,7 +2,8 @@
 //! `cargo bench --bench hot_path`.
 //!
 //! Host matching with 1, 100 and 1,000 virtual registries (half exact
-//! names, half regex rules), path classification, Location rewriting and
+//! names, half regex rules), path classification, registry operation
+//! classification, recording a request in metrics, Location rewriting and
 //! a cached credential check.
 
 use std::hint::black_box;
@@ -45,6 +46,27 @@ fn host_matching(c: &mut Criterion) {
 fn path_and_location(c: &mut Criterion) {
     c.bench_function("classify manifest path", |b| {
         b.iter(|| classify(black_box(b"/v2/library/alpine/manifests/sha256:0123456789abcdef")))
+    });
+    let method = http::Method::PATCH;
+    c.bench_function("registry operation of an upload chunk", |b| {
+        b.iter(|| {
+            registry_gateway::operation::classify(
+                black_box(&method),
+                Some(registry_gateway::routing::Route::V2),
+                black_box("/v2/team/app/blobs/uploads/5b1f0c2e-8d1e-4a55-9c0e-1f2e3d4c5b6a"),
+            )
+        })
+    });
+    let metrics = registry_gateway::metrics::RegistryMetrics::new("bench");
+    let record = registry_gateway::metrics::RequestRecord {
+        operation: registry_gateway::operation::Operation::ManifestHead,
+        status: 200,
+        request_bytes: 0,
+        response_bytes: 0,
+        duration: std::time::Duration::from_micros(800),
+    };
+    c.bench_function("record a request in metrics", |b| {
+        b.iter(|| metrics.record(black_box(&record)))
     });
     let view = ClientView {
         scheme: Scheme::Https,
