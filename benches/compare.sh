@@ -6,31 +6,47 @@
 #   auth      Basic auth (apr1 and bcrypt-10 users) in front of that upstream
 #   flood     a valid user's latency during a wrong-password flood
 #   blob      a large blob pushed and pulled through registry:2
+#   tls       the same blob over TLS (HTTP/1.1 and HTTP/2) through the proxies
+#   tls-small small requests over TLS: keep-alive, and a new TLS connection
+#             (full handshake) per request
+#   vhosts    small requests through a gateway with 1 vs 100 virtual registries
 # Writes a Markdown report to stdout and to benches/results/latest.md.
 #
 # Knobs (env): RUNS=3 DURATION=10s BLOB_SIZE=1G TARGETS="direct gateway nginx"
-#   CASES=registry,static,auth,flood,blob ("small" = registry,static)
+#   CASES=registry,static,auth,flood,blob,tls,tls-small,vhosts
+#     ("small" = registry,static)
 #   AUTH_DURATION=5s AUTH_CONNS=16
 #   FLOOD_RUNS=1 FLOOD_DURATION=10s FLOOD_CONNS=16 VALID_CONNS=2 VALID_QPS=10
+#   TLS_DURATION=5s (tls-small) VHOSTS=100 VHOSTS_DURATION=5s
+#   GATEWAY_BIN=path: benchmark that binary instead of running
+#     `cargo build --release` and using target/release/registry-gateway
+#   REPORT=benches/results/latest.md: where the report is written besides
+#     stdout (empty: stdout only)
 set -euo pipefail
 
+# Resolved before the cd below, so paths relative to the caller work.
+GATEWAY_BIN="${GATEWAY_BIN:+$(realpath -e "$GATEWAY_BIN")}"
+[[ -n "${REPORT:-}" ]] && REPORT="$(realpath -m "$REPORT")"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=/dev/null
 [[ -f "$HOME/.cargo/env" ]] && ! command -v cargo >/dev/null && . "$HOME/.cargo/env"
 
 RUNS="${RUNS:-3}" DURATION="${DURATION:-10s}" BLOB_SIZE="${BLOB_SIZE:-1G}"
 AUTH_DURATION="${AUTH_DURATION:-5s}" AUTH_CONNS="${AUTH_CONNS:-16}"
 FLOOD_RUNS="${FLOOD_RUNS:-1}" FLOOD_DURATION="${FLOOD_DURATION:-10s}" FLOOD_CONNS="${FLOOD_CONNS:-16}"
 VALID_CONNS="${VALID_CONNS:-2}" VALID_QPS="${VALID_QPS:-10}"
+TLS_DURATION="${TLS_DURATION:-5s}" VHOSTS="${VHOSTS:-100}" VHOSTS_DURATION="${VHOSTS_DURATION:-5s}"
+REPORT="${REPORT-benches/results/latest.md}"
 read -r -a targets <<<"${TARGETS:-direct gateway nginx}"
-read -r -a cases <<<"$(tr ',' ' ' <<<"${CASES:-registry,static,auth,flood,blob}")"
+read -r -a cases <<<"$(tr ',' ' ' <<<"${CASES:-registry,static,auth,flood,blob,tls,tls-small,vhosts}")"
 
 has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 has_case() { [[ " ${cases[*]} " == *" $1 "* ]] ||
   { [[ " ${cases[*]} " == *" small "* ]] && [[ "$1" == registry || "$1" == static ]]; }; }
 for c in "${cases[@]}"; do
-  case "$c" in registry | static | auth | flood | blob | small) ;;
-    *) echo "bench: unknown case '$c' (registry, static, auth, flood, blob, small)" >&2; exit 2 ;;
+  case "$c" in registry | static | auth | flood | blob | tls | tls-small | vhosts | small) ;;
+    *) echo "bench: unknown case '$c' (registry, static, auth, flood, blob, tls, tls-small, vhosts, small)" >&2; exit 2 ;;
   esac
 done
 for t in "${targets[@]}"; do
@@ -38,13 +54,23 @@ for t in "${targets[@]}"; do
     *) echo "bench: unknown target '$t' (direct, gateway, nginx)" >&2; exit 2 ;;
   esac
 done
-need_registry=0 need_static=0
-{ has_case registry || has_case blob; } && need_registry=1
-{ has_case static || has_case auth || has_case flood; } && need_static=1
+if ! [[ "$VHOSTS" =~ ^[0-9]+$ ]] || ((VHOSTS < 2)); then
+  echo "bench: VHOSTS must be a number >= 2" >&2
+  exit 2
+fi
+need_registry=0 need_static=0 need_tls=0
+{ has_case registry || has_case blob || has_case tls; } && need_registry=1
+{ has_case static || has_case auth || has_case flood || has_case tls-small || has_case vhosts; } && need_static=1
+{ has_case tls || has_case tls-small; } && need_tls=1
 
 scripts/install-deps.sh bench >&2
-cargo build --release >&2
-gateway_bin="$root/target/release/registry-gateway"
+if [[ -n "$GATEWAY_BIN" ]]; then
+  [[ -x "$GATEWAY_BIN" ]] || { echo "bench: GATEWAY_BIN=$GATEWAY_BIN is not executable" >&2; exit 2; }
+  gateway_bin="$GATEWAY_BIN"
+else
+  cargo build --release >&2
+  gateway_bin="$root/target/release/registry-gateway"
+fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/registry-gateway-bench.XXXXXX")"
@@ -67,10 +93,10 @@ free_port() {
   local p
   while :; do p=$((20000 + RANDOM % 40000)); port_open "$p" || { echo "$p"; return; }; done
 }
-wait_up() { # url pid name
+wait_up() { # url pid name [curl options...]
   local _
   for _ in $(seq 100); do
-    curl -sS -o /dev/null "$1" 2>/dev/null && return 0
+    curl -sS -o /dev/null "${@:4}" "$1" 2>/dev/null && return 0
     kill -0 "$2" 2>/dev/null || die "$3 exited during startup; log: $(tail -n 5 "$tmp/$3.log" 2>/dev/null)"
     sleep 0.1
   done
@@ -162,6 +188,7 @@ http {
   }
 }
 EOF
+  # shellcheck disable=SC2094 # nginx appends to its error log itself
   "$nginx_bin" -e "$tmp/static.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >>"$tmp/static.log" 2>&1 &
   pids+=($!)
   wait_up "http://127.0.0.1:$st_port/v2/" "${pids[-1]}" static
@@ -185,42 +212,86 @@ auth_apr1="$(basic "$apr_user" "$apr_pass")"
 auth_bcrypt="$(basic "$bc_user" "$bc_pass")"
 auth_wrong="$(basic "$bc_user" "not-the-password")"
 
-start_gateway() { # endpoint upstream-port extra-yaml
-  local port pid
+# One development CA and server certificate (ECDSA P-256, for localhost and
+# 127.0.0.1), served by both proxies' TLS listeners. TLS URLs use the name
+# localhost: wrk sends the URL's host as SNI, and an IP address there is
+# illegal (rustls ignores it, with a warning per handshake).
+tls_curl=()
+if ((need_tls)); then
+  "$gateway_bin" certs --out "$tmp/certs" >"$tmp/certs.log" 2>&1 ||
+    die "registry-gateway certs failed: $(cat "$tmp/certs.log")"
+  tls_curl=(--cacert "$tmp/certs/ca.crt")
+fi
+
+# Appended to every bench gateway's configuration: the one place for keys
+# all of them need. No metrics listener (each process would otherwise take
+# the default 127.0.0.1:9145, and only one can), and no per-request access
+# log (nginx runs with access_log off). Drop a line here if the binary
+# under test does not know the key.
+gateway_common_yaml='metrics: off
+access_log: off'
+
+# The default virtual registry setup: everything goes to the one upstream.
+default_registries='  - name: main
+    default: true
+    upstream: registry'
+
+start_gateway() { # endpoint upstream-port extra-yaml [plain|tls] [registries-yaml]
+  local port pid scheme=http listener
   port="$(free_port)"
+  listener="  - address: \"127.0.0.1:$port\""
+  if [[ "${4:-plain}" == tls ]]; then
+    scheme=https
+    listener+="
+    tls:
+      certificates:
+        - cert: $tmp/certs/server.crt
+          key: $tmp/certs/server.key
+      http2: true"
+  fi
   cat >"$tmp/$1.yaml" <<EOF
 server:
   threads: 2
   grace_period: 1s
 $3
 listeners:
-  - address: "127.0.0.1:$port"
+$listener
 upstreams:
   registry:
     url: "http://127.0.0.1:$2"
 registries:
-  - name: main
-    default: true
-    upstream: registry
+${5:-$default_registries}
+$gateway_common_yaml
 EOF
-  "$gateway_bin" check --config "$tmp/$1.yaml" >&2 || die "gateway rejected the $1 config"
-  # warn: skip the per-request access log, as nginx does with access_log off.
+  "$gateway_bin" check --config "$tmp/$1.yaml" >"$tmp/$1.check" 2>&1 ||
+    die "gateway rejected the $1 config: $(cat "$tmp/$1.check")"
+  # warn: no info-level logs (access_log: off above stops the request lines).
   RUST_LOG=warn "$gateway_bin" --config "$tmp/$1.yaml" >"$tmp/$1.log" 2>&1 &
   pid=$!
   pids+=("$pid")
-  wait_up "http://127.0.0.1:$port/v2/" "$pid" "$1"
-  url[$1]="http://127.0.0.1:$port"
+  [[ "$scheme" == https ]] && url[$1]="https://localhost:$port" || url[$1]="http://127.0.0.1:$port"
+  wait_up "${url[$1]}/v2/" "$pid" "$1" "${tls_curl[@]}"
   cpu_pids[$1]="$pid"
 }
 
 # The classic registry recipe; with an auth port, a second server block with
-# the same proxying plus auth_basic.
-start_nginx() { # endpoint upstream-port [auth-endpoint]
-  local d="$tmp/$1" port auth_port="" master loc
+# the same proxying plus auth_basic. With "tls", the first server block
+# listens with TLS and HTTP/2, on the same certificate and key as the gateway.
+start_nginx() { # endpoint upstream-port [auth-endpoint] [plain|tls]
+  local d="$tmp/$1" port auth_port="" master loc listen_opts="" ssl_conf=""
   port="$(free_port)"
   [[ -n "${3:-}" ]] && auth_port="$(free_port)"
+  if [[ "${4:-plain}" == tls ]]; then
+    listen_opts=" ssl http2" # nginx 1.22 syntax (1.25+: "http2 on;")
+    ssl_conf="
+  ssl_certificate $tmp/certs/server.crt;
+  ssl_certificate_key $tmp/certs/server.key;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_session_cache shared:SSL:10m;"
+  fi
   mkdir -p "$d/tmp"
   chmod 755 "$d" "$d/tmp"
+  # shellcheck disable=SC2016 # nginx variables, not shell ones
   loc='
       proxy_pass http://registry;
       proxy_http_version 1.1;
@@ -244,14 +315,14 @@ http {
   proxy_temp_path $d/tmp/proxy;
   fastcgi_temp_path $d/tmp/fastcgi;
   uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
+  scgi_temp_path $d/tmp/scgi;$ssl_conf
 
   upstream registry {
     server 127.0.0.1:$2;
     keepalive 32;
   }
   server {
-    listen 127.0.0.1:$port;
+    listen 127.0.0.1:$port$listen_opts;
     client_max_body_size 0;
     chunked_transfer_encoding on;
     location /v2/ {$loc
@@ -271,11 +342,12 @@ EOF
 EOF
     echo "}"
   } >"$d/nginx.conf"
+  # shellcheck disable=SC2094 # nginx appends to its error log itself
   "$nginx_bin" -e "$tmp/$1.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >>"$tmp/$1.log" 2>&1 &
   master=$!
   pids+=("$master")
-  wait_up "http://127.0.0.1:$port/v2/" "$master" "$1"
-  url[$1]="http://127.0.0.1:$port"
+  [[ -n "$ssl_conf" ]] && url[$1]="https://localhost:$port" || url[$1]="http://127.0.0.1:$port"
+  wait_up "${url[$1]}/v2/" "$master" "$1" "${tls_curl[@]}"
   cpu_pids[$1]="$master$(children_of "$master")"
   if [[ -n "$auth_port" ]]; then
     url[$3]="http://127.0.0.1:$auth_port"
@@ -286,19 +358,41 @@ EOF
 auth_yaml="auth:
   realm: \"bench\"
   htpasswd: $tmp/htpasswd"
+# N virtual registries for the vhosts case, all on the static upstream: the
+# first half matched by exact name (hosts: [rI.example]), the rest by
+# host_regex; no default. The last one (a host_regex one, also for N = 1)
+# is the one the load asks for.
+vhost_registries() { # N
+  local i
+  for ((i = 0; i < $1; i++)); do
+    echo "  - name: r$i"
+    if ((i < $1 / 2)); then echo "    hosts: [r$i.example]"
+    else echo "    host_regex: 'r$i\.(example|test)'"
+    fi
+    echo "    upstream: registry"
+  done
+}
 if has_target gateway; then
-  ((need_registry)) && start_gateway gateway "$reg_port" ""
+  { has_case registry || has_case blob; } && start_gateway gateway "$reg_port" ""
   has_case static && start_gateway gateway-static "$st_port" ""
   { has_case auth || has_case flood; } && start_gateway gateway-auth "$st_port" "$auth_yaml"
   has_case flood && start_gateway gateway-nothrottle "$st_port" "  auth_throttle:
     max_failures: 0
 $auth_yaml"
+  has_case tls && start_gateway gateway-tls "$reg_port" "" tls
+  has_case tls-small && start_gateway gateway-tls-static "$st_port" "" tls
+  if has_case vhosts; then
+    start_gateway gateway-vh1 "$st_port" "" plain "$(vhost_registries 1)"
+    start_gateway gateway-vhN "$st_port" "" plain "$(vhost_registries "$VHOSTS")"
+  fi
 fi
 if has_target nginx; then
-  ((need_registry)) && start_nginx nginx "$reg_port"
+  { has_case registry || has_case blob; } && start_nginx nginx "$reg_port"
   if has_case auth || has_case flood; then start_nginx nginx-static "$st_port" nginx-auth
   elif has_case static; then start_nginx nginx-static "$st_port"
   fi
+  has_case tls && start_nginx nginx-tls "$reg_port" "" tls
+  has_case tls-small && start_nginx nginx-tls-static "$st_port" "" tls
 fi
 
 # --- helpers --------------------------------------------------------------
@@ -332,18 +426,19 @@ now() { date +%s.%N; }
 
 # Upload a blob in two steps (POST, then monolithic PUT with ?digest=) to
 # the given base URL; the Location path is re-based onto that URL so the
-# PUT goes through the same target. Prints curl's upload speed in bytes/s.
-# `Expect:` is disabled: docker/skopeo clients do not send it, and curl
-# would otherwise pause waiting for a 100 Continue.
-push_blob() { # base repo file digest
+# PUT goes through the same target. Extra curl options (--http2, --cacert)
+# go to both requests. Prints curl's upload speed in bytes/s and the HTTP
+# version of the PUT. `Expect:` is disabled: docker/skopeo clients do not
+# send it, and curl would otherwise pause waiting for a 100 Continue.
+push_blob() { # base repo file digest [curl options...]
   local loc sep out
-  loc="$(curl -fsS -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" |
+  loc="$(curl -fsS "${@:5}" -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" |
     awk 'tolower($1) == "location:" { print $2 }' | tr -d '\r')"
   [[ -n "$loc" ]] || die "no upload Location from $1"
   [[ "$loc" == *://* ]] && loc="/${loc#*://*/}"
   [[ "$loc" == *\?* ]] && sep='&' || sep='?'
-  out="$(curl -sS -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' -T "$3" \
-    -o /dev/null -w '%{http_code} %{speed_upload}' "$1$loc${sep}digest=$4")"
+  out="$(curl -sS "${@:5}" -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' -T "$3" \
+    -o /dev/null -w '%{http_code} %{speed_upload} %{http_version}' "$1$loc${sep}digest=$4")"
   [[ "${out%% *}" == 201 ]] || die "blob PUT via $1 answered ${out%% *}"
   echo "${out#* }"
 }
@@ -395,15 +490,16 @@ hey_stats() {
       printf "%.1f %.3f %.3f %d %d\n", n / end, pct(50), pct(99), n, bad }'
 }
 
+last_cpu_us="" # proxy CPU µs per request of the latest load_run
 load_run() {
-  local m="$1" col="$2" ep="$3" u="${url[$3]}$4" tool="$5" before after out rps p50 p99 reqs bad
+  local m="$1" col="$2" ep="$3" u="${url[$3]}$4" tool="$5" before after out rps p50 p99 reqs bad sockerr=""
   shift 5
   local -a pp
   read -r -a pp <<<"${cpu_pids[$ep]:-}"
   busy_check
   ((${#pp[@]})) && before="$(cpu_ticks "${pp[@]}")"
-  if [[ "$tool" == wrk ]]; then
-    out="$(wrk -t2 -c32 -d"$DURATION" --latency "$u")"
+  if [[ "$tool" == wrk ]]; then # options after the fixed ones win (-d, -c)
+    out="$(wrk -t2 -c32 -d"$DURATION" --latency "$@" "$u")"
   else
     out="$(hey -o csv -m HEAD -H "Accept: $oci_manifest" "$@" "$u")"
   fi
@@ -414,6 +510,11 @@ load_run() {
     p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
     reqs="$(awk '/requests in/ { print $1 }' <<<"$out")"
     bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")"
+    # "Socket errors: connect 0, read 3, write 0, timeout 0": a few reads
+    # failing as a closing connection races the next request are not
+    # answers; more than 1% of the requests fail the run.
+    sockerr="$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' <<<"$out")"
+    [[ -z "$sockerr" ]] || ((sockerr * 100 <= reqs)) || die "$ep: $sockerr socket errors in $reqs requests for $u"
   else
     read -r rps p50 p99 reqs bad <<<"$(hey_stats <<<"$out")"
     [[ "$bad" == 0 ]] && bad=""
@@ -422,11 +523,14 @@ load_run() {
   add "$m req/s" "$col" "$rps"
   add "$m p50 ms" "$col" "$p50"
   add "$m p99 ms" "$col" "$p99"
+  last_cpu_us=""
   if ((${#pp[@]})); then
-    add "$m proxy CPU µs/req" "$col" "$(awk -v d=$((after - before)) -v hz="$clk_tck" -v n="$reqs" \
+    last_cpu_us="$(awk -v d=$((after - before)) -v hz="$clk_tck" -v n="$reqs" \
       'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
+    add "$m proxy CPU µs/req" "$col" "$last_cpu_us"
   fi
-  log "$(printf '%-19s %-30s %10s req/s  p50 %s ms  p99 %s ms' "$ep" "$m" "$rps" "$p50" "$p99")"
+  log "$(printf '%-19s %-30s %10s req/s  p50 %s ms  p99 %s ms%s' "$ep" "$m" "$rps" "$p50" "$p99" \
+    "${sockerr:+  ($sockerr socket errors)}")"
 }
 
 # --- small requests against registry:2 ----------------------------------
@@ -470,8 +574,10 @@ if has_case static; then
     expect_status 200 GET "${url[$ep]}/v2/"
     expect_status 200 HEAD "${url[$ep]}$static_path" -H "Accept: $oci_manifest"
     hdrs="$(curl -sS -I -H "Accept: $oci_manifest" "${url[$ep]}$static_path" | tr -d '\r')"
-    grep -qi "^docker-content-digest: $static_digest$" <<<"$hdrs" &&
-      grep -qi "^content-type: $oci_manifest$" <<<"$hdrs" || die "$ep: wrong manifest headers: $hdrs"
+    if ! grep -qi "^docker-content-digest: $static_digest$" <<<"$hdrs" ||
+      ! grep -qi "^content-type: $oci_manifest$" <<<"$hdrs"; then
+      die "$ep: wrong manifest headers: $hdrs"
+    fi
   done
   log "static: $RUNS runs x ${#targets[@]} targets x 2 endpoints x $DURATION"
   for run in $(seq "$RUNS"); do
@@ -556,59 +662,195 @@ if has_case flood; then
 fi
 
 # --- large blob ----------------------------------------------------------
-if has_case blob; then
+# One random blob, made once for the blob and tls cases.
+blob_bytes="" blob_d="" blob_label=""
+make_blob() {
+  [[ -n "$blob_bytes" ]] && return 0
   log "generating $BLOB_SIZE of random data"
   head -c "$BLOB_SIZE" /dev/urandom >"$tmp/blob"
   blob_bytes="$(stat -c %s "$tmp/blob")"
   blob_d="sha256:$(sha256_of "$tmp/blob")"
   blob_label="$(awk -v b="$blob_bytes" 'BEGIN { if (b >= 2^30) printf "%g GiB", b / 2^30; else printf "%g MiB", b / 2^20 }')"
+}
+# Push the blob through an endpoint, then GET it back (the full size must
+# arrive), each with the HTTP version curl must have used and the proxy's
+# CPU (utime+stime, nginx: master + workers) over the transfer. Adds
+# "PREFIX{PUT,GET} MB/sSUFFIX" and "PREFIX{PUT,GET} proxy CPU s/GBSUFFIX";
+# sets last_up / last_down (MB/s).
+last_up="" last_down=""
+blob_round() { # metric-prefix metric-suffix column endpoint http-version [curl options...]
+  local pre="$1" suf="$2" col="$3" ep="$4" want="$5" base="${url[$4]}" out up upv down code size v b0 b1 b2
+  shift 5
+  local -a pp
+  read -r -a pp <<<"${cpu_pids[$ep]:-}"
+  busy_check
+  ((${#pp[@]})) && b0="$(cpu_ticks "${pp[@]}")"
+  out="$(push_blob "$base" bench/blob "$tmp/blob" "$blob_d" "$@")" # (a failure there ends the script)
+  read -r up upv <<<"$out"
+  ((${#pp[@]})) && b1="$(cpu_ticks "${pp[@]}")"
+  read -r code size down v <<<"$(curl -sS "$@" -o /dev/null \
+    -w '%{http_code} %{size_download} %{speed_download} %{http_version}' "$base/v2/bench/blob/blobs/$blob_d")"
+  ((${#pp[@]})) && b2="$(cpu_ticks "${pp[@]}")"
+  [[ "$code" == 200 && "$size" == "$blob_bytes" ]] || die "blob GET via $ep: HTTP $code, $size bytes"
+  [[ "$upv" == "$want" && "$v" == "$want" ]] || die "blob via $ep: HTTP/$upv PUT, HTTP/$v GET, expected HTTP/$want"
+  last_up="$(awk -v s="$up" 'BEGIN { printf "%.1f", s / 1e6 }')"
+  last_down="$(awk -v s="$down" 'BEGIN { printf "%.1f", s / 1e6 }')"
+  add "${pre}PUT MB/s$suf" "$col" "$last_up"
+  add "${pre}GET MB/s$suf" "$col" "$last_down"
+  if ((${#pp[@]})); then
+    add "${pre}PUT proxy CPU s/GB$suf" "$col" "$(awk -v d=$((b1 - b0)) -v hz="$clk_tck" -v n="$blob_bytes" \
+      'BEGIN { printf "%.3f", d / hz / (n / 1e9) }')"
+    add "${pre}GET proxy CPU s/GB$suf" "$col" "$(awk -v d=$((b2 - b1)) -v hz="$clk_tck" -v n="$blob_bytes" \
+      'BEGIN { printf "%.3f", d / hz / (n / 1e9) }')"
+  fi
+  log "$(printf '%-19s %s blob HTTP/%-3s  PUT %6.0f MB/s  GET %6.0f MB/s' "$ep" "$blob_label" "$want" "$last_up" "$last_down")"
+}
+
+if has_case blob; then
+  make_blob
+  log "blob: $RUNS runs x ${#targets[@]} targets x $blob_label PUT + GET"
   for run in $(seq "$RUNS"); do
     for t in "${targets[@]}"; do
-      up="$(push_blob "${url[$t]}" bench/blob "$tmp/blob" "$blob_d")"
-      out="$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
-        "${url[$t]}/v2/bench/blob/blobs/$blob_d")"
-      read -r code size down <<<"$out"
-      [[ "$code" == 200 && "$size" == "$blob_bytes" ]] || die "blob GET via $t: HTTP $code, $size bytes"
-      add "$blob_label blob PUT MB/s" "$t" "$(awk -v s="$up" 'BEGIN { printf "%.1f", s / 1e6 }')"
-      add "$blob_label blob GET MB/s" "$t" "$(awk -v s="$down" 'BEGIN { printf "%.1f", s / 1e6 }')"
-      log "$(printf '%-8s %s blob  PUT %.0f MB/s  GET %.0f MB/s' "$t" "$blob_label" \
-        "$(awk -v s="$up" 'BEGIN { print s / 1e6 }')" "$(awk -v s="$down" 'BEGIN { print s / 1e6 }')")"
+      blob_round "$blob_label blob " "" "$t" "$t" 1.1
     done
   done
 fi
 
-for t in gateway nginx; do
-  has_target "$t" || continue
-  for ep in "$t" "$t-static"; do
-    read -r -a pp <<<"${cpu_pids[$ep]:-}"
-    ((${#pp[@]})) || continue
-    [[ "$ep" == "$t" ]] && m="proxy peak RSS MiB" || m="s:proxy peak RSS MiB"
-    add "$m" "$t" "$(awk -v k="$(peak_rss_kib "${pp[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+# --- large blob over TLS -------------------------------------------------
+# gateway and nginx terminate TLS (same certificate), once with HTTP/1.1 and
+# once with HTTP/2 on the client side (plain HTTP/1.1 to registry:2 behind
+# them); "direct" is plain HTTP/1.1 to registry:2, the ceiling, taken from
+# the blob case when that runs too (the same transfer; saves a minute). The
+# order of the two protocols alternates between runs; each run also adds
+# the HTTP/2 to HTTP/1.1 ratio of that run.
+tls_targets=()
+for t in gateway nginx; do has_target "$t" && tls_targets+=("$t"); done
+if has_case tls; then
+  make_blob
+  for t in "${tls_targets[@]}"; do
+    for p in 1.1 2; do
+      [[ "$(curl -sS "${tls_curl[@]}" "--http$p" -o /dev/null -w '%{http_code} %{http_version}' \
+        "${url[$t-tls]}/v2/")" == "200 $p" ]] || die "$t-tls: GET /v2/ over HTTP/$p failed"
+    done
   done
+  log "tls: $RUNS runs x ${#targets[@]} targets x HTTP/1.1 + HTTP/2 x $blob_label PUT + GET"
+  for run in $(seq "$RUNS"); do
+    for t in "${targets[@]}"; do
+      if [[ "$t" == direct ]]; then
+        has_case blob || blob_round "t:$blob_label " ", HTTP/1.1" direct direct 1.1
+        continue
+      fi
+      ((run % 2)) && order=(1.1 2) || order=(2 1.1)
+      for p in "${order[@]}"; do
+        blob_round "t:$blob_label " ", HTTP/$p" "$t" "$t-tls" "$p" "--http$p" "${tls_curl[@]}"
+        [[ "$p" == 2 ]] && up2="$last_up" down2="$last_down" || up1="$last_up" down1="$last_down"
+      done
+      add "t:PUT, HTTP/2 ÷ HTTP/1.1 (ratio)" "$t" "$(awk -v a="$up2" -v b="$up1" 'BEGIN { printf "%.3f", a / b }')"
+      add "t:GET, HTTP/2 ÷ HTTP/1.1 (ratio)" "$t" "$(awk -v a="$down2" -v b="$down1" 'BEGIN { printf "%.3f", a / b }')"
+    done
+  done
+  if has_case blob; then
+    for x in PUT GET; do
+      res["t:$blob_label $x MB/s, HTTP/1.1|direct"]="${res["$blob_label blob $x MB/s|direct"]:-}"
+    done
+  fi
+fi
+
+# --- small requests over TLS ---------------------------------------------
+# /v2/ through TLS listeners of both proxies in front of the static
+# upstream: GET on kept-alive connections (wrk), then HEAD with a new TCP
+# connection and a full TLS handshake per request (hey -disable-keepalive:
+# Go's client, with no session cache, never resumes a session). Not wrk
+# with `Connection: close`: wrk keeps each connection's TLS session and
+# resumes it on the next one (measured with nginx's $ssl_session_reused),
+# so it would time abbreviated handshakes, and only where the server
+# offers resumption. hey sends the Host, port included, as SNI, which rustls
+# rejects as illegal (RFC 6066: a bare host name); -host sets it to the
+# bare name. The difference of the two CPU costs per request is the
+# proxy's CPU per handshake.
+if has_case tls-small; then
+  for t in "${tls_targets[@]}"; do
+    expect_status 200 GET "${url[$t-tls-static]}/v2/" "${tls_curl[@]}"
+    expect_status 200 HEAD "${url[$t-tls-static]}/v2/" "${tls_curl[@]}"
+  done
+  log "tls-small: $RUNS runs x ${#tls_targets[@]} targets x 2 x $TLS_DURATION"
+  for run in $(seq "$RUNS"); do
+    for t in "${tls_targets[@]}"; do
+      load_run "h:GET /v2/, keep-alive" "$t" "$t-tls-static" /v2/ wrk -d "$TLS_DURATION"
+      ka="$last_cpu_us"
+      load_run "h:TLS handshake + HEAD /v2/" "$t" "$t-tls-static" /v2/ hey \
+        -z "$TLS_DURATION" -c 32 -disable-keepalive -host localhost
+      add "h:proxy CPU µs per handshake (difference)" "$t" "$(awk -v a="$last_cpu_us" -v b="$ka" 'BEGIN { printf "%.1f", a - b }')"
+    done
+  done
+fi
+
+# --- many virtual registries ---------------------------------------------
+# The same GET /v2/ through two gateways in front of the static upstream,
+# one with 1 virtual registry and one with VHOSTS of them, each asked for
+# (Host header) its last registry: with VHOSTS, a miss in the exact-name map
+# and then the host_regex set.
+declare -A vh_ep=([1]=gateway-vh1 [$VHOSTS]=gateway-vhN)
+vh_cols=(1 "$VHOSTS")
+if has_case vhosts && ! has_target gateway; then
+  log "vhosts: skipped, it needs the gateway target"
+elif has_case vhosts; then
+  for c in "${vh_cols[@]}"; do
+    expect_status 200 GET "${url[${vh_ep[$c]}]}/v2/" -H "Host: r$((c - 1)).example"
+    expect_status 404 GET "${url[${vh_ep[$c]}]}/v2/" -H "Host: nomatch.example"
+  done
+  log "vhosts: $RUNS runs x 1 vs $VHOSTS registries x $VHOSTS_DURATION"
+  for run in $(seq "$RUNS"); do
+    ((run % 2)) && order=("${vh_cols[@]}") || order=("$VHOSTS" 1)
+    for c in "${order[@]}"; do
+      load_run "v:GET /v2/, Host of the last registry" "$c" "${vh_ep[$c]}" /v2/ wrk \
+        -d "$VHOSTS_DURATION" -H "Host: r$((c - 1)).example"
+    done
+  done
+fi
+
+# Peak RSS after all runs, per proxy process (or nginx instance).
+for t in gateway nginx; do
+  for x in "$t|proxy peak RSS MiB" "$t-static|s:proxy peak RSS MiB" \
+    "$t-tls|t:proxy peak RSS MiB" "$t-tls-static|h:proxy peak RSS MiB"; do
+    read -r -a pp <<<"${cpu_pids[${x%%|*}]:-}"
+    ((${#pp[@]})) || continue
+    add "${x#*|}" "$t" "$(awk -v k="$(peak_rss_kib "${pp[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
+  done
+done
+for c in "${vh_cols[@]}"; do
+  read -r -a pp <<<"${cpu_pids[${vh_ep[$c]}]:-}"
+  ((${#pp[@]})) || continue
+  add "v:gateway peak RSS MiB" "$c" "$(awk -v k="$(peak_rss_kib "${pp[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
 done
 
 # --- report --------------------------------------------------------------
 val() { # metric column -> median, rounded for the table
-  local v="${res["$1|$2"]:-}" fmt
-  [[ -n "$v" ]] || { echo n/a; return; }
-  case "$1" in *" ms") fmt="%.2f" ;; *"µs/req" | *MiB) fmt="%.1f" ;; *) fmt="%.0f" ;; esac
-  LC_ALL=C printf "$fmt\n" "$(median $v)"
+  local -a v
+  local fmt
+  read -r -a v <<<"${res["$1|$2"]:-}"
+  ((${#v[@]})) || { echo n/a; return; }
+  case "$1" in *"s/GB"* | *"(ratio)") fmt="%.2f" ;; *" ms") fmt="%.2f" ;; *"µs/req" | *MiB) fmt="%.1f" ;; *) fmt="%.0f" ;; esac
+  # shellcheck disable=SC2059 # the format is one of the above
+  LC_ALL=C printf "$fmt\n" "$(median "${v[@]}")"
 }
 ratio() { [[ "$1" == n/a || "$2" == n/a ]] && { echo n/a; return; }
   awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) { print "n/a"; exit }
     r = a / b; printf (r >= 100) ? "%.0f\n" : (r >= 0.1 || r == 0) ? "%.2f\n" : "%.2g\n", r }'; }
-# A table of metrics x columns with gateway/X ratios; a metric with no value
-# in any column is left out. Rows are named without their "x:" key prefix.
+# A table of metrics x columns with ratio columns: "X" is gateway/X, "A/B"
+# is column A over column B. A metric with no value in any column is left
+# out; "(ratio)" metrics get no ratio cells. Rows are named without their
+# "x:" key prefix.
 table() { # "col1 col2 ..." "label1|label2|..." "ratio-col ..." metrics...
   local -a cols labels rcols
   read -r -a cols <<<"$1"
   IFS='|' read -r -a labels <<<"$2"
   read -r -a rcols <<<"$3"
   shift 3
-  local m c r line any v g
+  local m c r line any v
+  for r in "${!rcols[@]}"; do [[ "${rcols[r]}" == */* ]] || rcols[r]="gateway/${rcols[r]}"; done
   printf '| metric |'
-  for c in "${labels[@]}"; do printf ' %s |' "$c"; done
-  for r in "${rcols[@]}"; do printf ' gateway/%s |' "$r"; done
+  for c in "${labels[@]}" "${rcols[@]}"; do printf ' %s |' "$c"; done
   printf '\n|---|'
   for c in "${cols[@]}" "${rcols[@]}"; do printf -- '---:|'; done
   printf '\n'
@@ -619,19 +861,44 @@ table() { # "col1 col2 ..." "label1|label2|..." "ratio-col ..." metrics...
       [[ "$v" != n/a ]] && any=1
       line+=" $v |"
     done
-    g="$(val "$m" gateway)"
-    for r in "${rcols[@]}"; do line+=" $(ratio "$g" "$(val "$m" "$r")") |"; done
+    for r in "${rcols[@]}"; do
+      if [[ "$m" == *"(ratio)" ]]; then line+=" |"
+      else line+=" $(ratio "$(val "$m" "${r%%/*}")" "$(val "$m" "${r#*/}")") |"
+      fi
+    done
     ((any)) && echo "$line"
   done
   return 0
 }
 
+# What a TLS endpoint negotiates with an OpenSSL client: "TLSv1.3
+# TLS_AES_256_GCM_SHA384 X25519".
+tls_info() { # endpoint
+  local u="${url[$1]}"
+  openssl s_client -connect "127.0.0.1:${u##*:}" -servername localhost -brief </dev/null 2>&1 |
+    awk -F': *' '/^Protocol version/ { p = $2 } /^Ciphersuite/ { c = $2 } /^(Server|Peer) Temp Key/ { k = $2; sub(/,.*/, "", k) }
+      END { print (p == "" ? "?" : p), c, k }'
+}
+tls_summary() { # endpoint-suffix -> "gateway: ...; nginx: ..."
+  local t out=""
+  for t in "${tls_targets[@]}"; do out+="${out:+; }$t: $(tls_info "$t$1")"; done
+  echo "$out"
+}
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo ' (+local changes)')"
+
 report="$(
   echo "# registry-gateway vs nginx vs direct"
   echo
-  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), gateway commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo ' (+local changes)')"
+  if [[ -n "$GATEWAY_BIN" ]]; then
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), gateway: prebuilt binary from GATEWAY_BIN ($("$gateway_bin" --version)), working tree at commit $commit"
+  else
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ), gateway commit: $commit"
+  fi
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
   echo "- $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), $( ((need_registry)) && docker-registry --version | awk '{ print "registry " $NF ", " }')$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), hey $(dpkg-query -W -f '${Version}' hey 2>/dev/null || echo '?'), $(curl --version | head -n 1 | awk '{ print $1, $2 }')"
+  if ((need_tls)); then
+    echo "- TLS: nginx $("$nginx_bin" -V 2>&1 | grep -o 'running with OpenSSL [^ ]*' || "$nginx_bin" -V 2>&1 | grep -o 'built with OpenSSL [^ ]*'), gateway with rustls $(awk '$0 == "name = \"rustls\"" { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock 2>/dev/null) (Cargo.lock), clients $(openssl version | awk '{ print $1, $2 }'); certificate from \`registry-gateway certs\` (ECDSA P-256, leaf + CA)"
+  fi
   echo "- cases: ${cases[*]}; targets: ${targets[*]}"
   echo "- other activity: cargo/rustc or gateway test processes were running at the start of $busy_runs of $load_runs load runs; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -647,7 +914,8 @@ report="$(
         m+=("$x req/s" "$x p50 ms" "$x p99 ms" "$x proxy CPU µs/req")
       done
     fi
-    has_case blob && m+=("$blob_label blob PUT MB/s" "$blob_label blob GET MB/s")
+    has_case blob && m+=("$blob_label blob PUT MB/s" "$blob_label blob GET MB/s"
+      "$blob_label blob PUT proxy CPU s/GB" "$blob_label blob GET proxy CPU s/GB")
     m+=("proxy peak RSS MiB")
     table "direct gateway nginx" "direct|gateway|nginx" "nginx direct" "${m[@]}"
   fi
@@ -685,14 +953,14 @@ report="$(
     echo
     echo "Valid user: \`hey -c $VALID_CONNS -q $VALID_QPS -z $FLOOD_DURATION\` (at most $((VALID_CONNS * VALID_QPS)) req/s offered) from 127.0.0.1 with the right bcrypt-10 password, alone and then during a flood of HEAD requests with a wrong password for the same user: \`curl -Z --parallel-immediate --parallel-max $FLOOD_CONNS --interface 127.0.0.2\` ($FLOOD_CONNS connections), started 1 s before and stopped right after the valid user's run. Median of $FLOOD_RUNS run(s)."
     echo
-    cols="" labels=""
+    fcols="" flabels=""
     for c in "${flood_cols[@]}"; do
-      cols+="$c "
-      [[ "$c" == gateway-nothrottle ]] && labels+="gateway, throttle off|" || labels+="$c|"
+      fcols+="$c "
+      [[ "$c" == gateway-nothrottle ]] && flabels+="gateway, throttle off|" || flabels+="$c|"
     done
     rc=""
     has_target nginx && has_target gateway && rc=nginx
-    table "$cols" "${labels%|}" "$rc" \
+    table "$fcols" "${flabels%|}" "$rc" \
       "f:valid user alone req/s" "f:valid user during flood req/s" \
       "f:valid user alone p50 ms" "f:valid user during flood p50 ms" \
       "f:valid user alone p99 ms" "f:valid user during flood p99 ms" \
@@ -703,14 +971,61 @@ report="$(
     echo "$line"
   fi
 
+  if has_case tls; then
+    echo
+    echo "## $blob_label blob over TLS (registry:2 upstream)"
+    echo
+    echo "The blob case's transfer (POST + monolithic PUT?digest=, then GET, with curl) through the TLS listeners of both proxies, once with \`curl --http1.1\` and once with \`curl --http2\` (h2 by ALPN; checked from curl's %{http_version}); behind them plain HTTP/1.1 to registry:2. \"direct\" is registry:2 over plain HTTP/1.1, the ceiling$(has_case blob && echo " (the blob case's figures)"). Median of $RUNS runs; the order of the two protocols alternates between runs, and the HTTP/2 ÷ HTTP/1.1 rows are the median of each run's ratio. Negotiated: $(tls_summary -tls)."
+    echo
+    m=()
+    for x in PUT GET; do
+      m+=("t:$blob_label $x MB/s, HTTP/1.1" "t:$blob_label $x MB/s, HTTP/2" "t:$x, HTTP/2 ÷ HTTP/1.1 (ratio)"
+        "t:$blob_label $x proxy CPU s/GB, HTTP/1.1" "t:$blob_label $x proxy CPU s/GB, HTTP/2")
+    done
+    m+=("t:proxy peak RSS MiB")
+    table "direct gateway nginx" "direct (plain)|gateway|nginx" "nginx direct" "${m[@]}"
+  fi
+
+  if has_case tls-small; then
+    echo
+    echo "## small requests and handshakes over TLS (static upstream)"
+    echo
+    echo "\`/v2/\` through the TLS listeners of both proxies in front of the static upstream (HTTP/1.1). Keep-alive: \`wrk -t2 -c32 -d$TLS_DURATION --latency\` GET (OpenSSL client; negotiated: $(tls_summary -tls-static)). Handshakes: \`hey -c 32 -z $TLS_DURATION -disable-keepalive -host localhost\` HEAD, a new TCP connection and a full TLS 1.3 handshake per request (Go's crypto/tls: X25519, ECDSA P-256 certificate, no session resumption), so the req/s of those rows are handshakes/s. Proxy CPU per handshake = handshake row minus keep-alive row, proxy CPU µs/req, per run. Median of $RUNS runs."
+    echo
+    m=()
+    for x in "GET /v2/, keep-alive" "TLS handshake + HEAD /v2/"; do
+      m+=("h:$x req/s" "h:$x p50 ms" "h:$x p99 ms" "h:$x proxy CPU µs/req")
+    done
+    m+=("h:proxy CPU µs per handshake (difference)" "h:proxy peak RSS MiB")
+    table "gateway nginx" "gateway|nginx" "nginx" "${m[@]}"
+  fi
+
+  if has_case vhosts && has_target gateway; then
+    echo
+    echo "## virtual registries: 1 vs $VHOSTS (static upstream, gateway only)"
+    echo
+    echo "\`GET /v2/\` with \`wrk -t2 -c32 -d$VHOSTS_DURATION --latency -H 'Host: rI.example'\` through two gateways in front of the static upstream: one with 1 virtual registry, one with $VHOSTS (the first $((VHOSTS / 2)) matched by exact name, \`hosts: [rI.example]\`, the other $((VHOSTS - VHOSTS / 2)) by \`host_regex: 'rI\\.(example|test)'\`; no default). Each is asked for its last registry (r0 / r$((VHOSTS - 1))), a host_regex one in both: a miss in the exact-name map, then the regex set. Median of $RUNS runs; the two alternate, in turns first."
+    echo
+    m=()
+    for x in req/s "p50 ms" "p99 ms" "proxy CPU µs/req"; do m+=("v:GET /v2/, Host of the last registry $x"); done
+    m+=("v:gateway peak RSS MiB")
+    table "1 $VHOSTS" "1 registry|$VHOSTS registries" "$VHOSTS/1" "${m[@]}"
+  fi
+
   echo
   echo "Notes:"
   echo "- Ratios above 1 favour the gateway for req/s and MB/s, and disfavour it for latency, CPU and RSS."
-  echo "- No per-request logging on any proxy or upstream: the gateway runs with RUST_LOG=warn (its access log is off), nginx with access_log off; registry:2 logs at error level, access log disabled."
+  echo "- No per-request logging on any proxy or upstream: the gateway runs with access_log: off and RUST_LOG=warn, nginx with access_log off; registry:2 logs at error level, access log disabled."
   echo "- nginx uses the classic registry recipe (worker_processes 2, upstream keepalive 32, proxy_buffering/proxy_request_buffering off); the gateway runs with server.threads 2. Each upstream has its own gateway process and nginx instance (one nginx instance serves the static upstream both without and with auth_basic, on two ports)."
   echo "- proxy CPU = utime+stime of the proxy (nginx: master + workers) over each load run / requests served; the upstream's CPU is not counted. Peak RSS = VmHWM after all runs (nginx: summed over its processes)."
-  if has_case blob; then
-    echo "- $blob_label of random data, pushed with POST + one monolithic PUT?digest= (no Expect: 100-continue) and read back with GET; MB = 10^6 bytes."
+  if has_case blob || has_case tls; then
+    echo "- $blob_label of random data, pushed with POST + one monolithic PUT?digest= (no Expect: 100-continue) and read back with GET; MB = 10^6 bytes. Proxy CPU s/GB = the proxy's CPU seconds over the transfer per 10^9 bytes moved."
+  fi
+  if has_case tls || has_case tls-small; then
+    echo "- TLS: both proxies serve the same certificate and key; nginx listens with \`ssl http2\`, TLSv1.2 and TLSv1.3, \`ssl_session_cache shared:SSL:10m\`, otherwise its defaults (HTTP/2 windows, keepalive_requests 1000); the gateway with \`tls.http2: true\` and its defaults. curl verifies the certificate against the dev CA; wrk does not verify."
+  fi
+  if has_case tls-small; then
+    echo "- Handshake rows: the client (hey) does its half of every handshake on the same CPUs, so handshakes/s are partly client-bound; CPU per handshake is the proxy's own cost. wrk is not used there: with \`Connection: close\` it resumes its previous TLS session on every new connection."
   fi
   if has_case static; then
     echo "- Static upstream: at these rates the load tool needs much of a core itself, hey (HEAD) more than wrk (GET), so the HEAD rows there are partly client-bound; the GET rows show the proxies' cost best."
@@ -725,5 +1040,9 @@ report="$(
   echo "- Client, proxy and upstream share the same $(nproc) CPUs over loopback, so absolute numbers are low and ratios are the useful part."
 )"
 
-mkdir -p benches/results
-printf '%s\n' "$report" | tee benches/results/latest.md
+if [[ -n "$REPORT" ]]; then
+  mkdir -p "$(dirname "$REPORT")"
+  printf '%s\n' "$report" | tee "$REPORT"
+else
+  printf '%s\n' "$report"
+fi

@@ -8,6 +8,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod explain;
 pub mod listeners;

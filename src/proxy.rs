@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::Version;
 use pingora::http::ResponseHeader;
 use pingora::modules::http::HttpModules;
@@ -22,6 +23,7 @@ use http::header::AUTHORIZATION;
 
 use crate::access_log;
 use crate::auth::{AuthOutcome, AuthPolicy, Authenticator};
+use crate::body::BodyCoalescer;
 use crate::config::GatewayConfig;
 use crate::listeners::RedirectTable;
 use crate::metrics::{self, AuthResult, RegistryMetrics, RequestRecord, UpstreamFailure};
@@ -126,6 +128,8 @@ pub struct RequestCtx {
     /// Set when the gateway itself authenticated the request.
     user: Option<Arc<str>>,
     upstream_status: u16,
+    /// HTTP/2 request bodies: small DATA frames gathered before the upstream write.
+    body: Option<BodyCoalescer>,
 }
 
 impl Drop for RequestCtx {
@@ -168,6 +172,7 @@ impl ProxyHttp for RegistryProxy {
             view: None,
             user: None,
             upstream_status: 0,
+            body: None,
         }
     }
 
@@ -244,7 +249,7 @@ impl ProxyHttp for RegistryProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -260,8 +265,23 @@ impl ProxyHttp for RegistryProxy {
                 req.remove_header(&AUTHORIZATION);
             }
         }
-        // Registries speak HTTP/1.1 whatever the client speaks.
+        // Registries speak HTTP/1.1 whatever the client speaks. Runs again
+        // on a retry, which replays the body: start gathering afresh.
+        ctx.body = session.is_http2().then(BodyCoalescer::default);
         req.set_version(Version::HTTP_11);
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(coalescer) = &mut ctx.body {
+            coalescer.push(body, end_of_stream);
+        }
         Ok(())
     }
 

@@ -1255,7 +1255,9 @@ fn access_log_names_the_user_and_never_the_password() {
     );
     let ok_line = log_lines_with(&gateway, "/v2/team/logged/tags/list");
     assert!(
-        ok_line.iter().any(|l| l.contains(" status=200 ") && l.contains(" user=alice ")),
+        ok_line
+            .iter()
+            .any(|l| l.contains(" status=200 ") && l.contains(" user=alice ")),
         "the access line of an authenticated request must carry user=alice:\n{}",
         ok_line.join("\n")
     );
