@@ -37,6 +37,13 @@ fn host_matching(c: &mut Criterion) {
         c.bench_function(&format!("host match, {n} registries, exact name"), |b| {
             b.iter(|| r.select(Some(black_box(&exact)), Some(443)))
         });
+        if n > 1 {
+            let last_regex = (0..n).rev().find(|i| i % 2 == 1).unwrap();
+            let regex_hit = format!("b.mirror{last_regex}.corp:443");
+            c.bench_function(&format!("host match, {n} registries, last regex rule"), |b| {
+                b.iter(|| r.select(Some(black_box(&regex_hit)), Some(443)))
+            });
+        }
         c.bench_function(&format!("host match, {n} registries, no match"), |b| {
             b.iter(|| r.select(Some(black_box("unknown.example:443")), Some(443)))
         });

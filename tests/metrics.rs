@@ -329,3 +329,37 @@ fn text_access_log_lines_are_logfmt_and_can_go_to_a_file() {
         "file output must not also go to stdout"
     );
 }
+
+#[test]
+fn htpasswd_reloads_and_their_failures_are_counted() {
+    let registry = Registry::start();
+    let gateway = gateway_with_auth(&registry, "");
+    let reloads = |result: &str| {
+        sample(
+            &scrape(gateway.metrics_addr()),
+            "registry_gateway_reloads_total",
+            &[("kind", "htpasswd"), ("result", result)],
+        )
+    };
+    let users = gateway.temp_dir().join("users");
+    let line = htpasswd_line("B", &["-C", "4"], "newcomer", "newcomer-pw") + "\n";
+    let tmp = users.with_extension("new");
+    std::fs::write(&tmp, line).unwrap();
+    std::fs::rename(&tmp, &users).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads("success") >= 1.0),
+        "no successful reload counted:\n{}",
+        scrape(gateway.metrics_addr())
+    );
+    let rsp = Request::get("/v2/")
+        .header("Authorization", &basic_auth("newcomer", "newcomer-pw"))
+        .send(gateway.addr());
+    assert_eq!(rsp.status, 200, "the reloaded file is in use: {}", rsp.describe());
+
+    std::fs::remove_file(&users).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads("failure") >= 1.0),
+        "an unreadable file must count as a failed reload:\n{}",
+        scrape(gateway.metrics_addr())
+    );
+}
