@@ -165,11 +165,11 @@ pub fn classify<'a>(method: &Method, route: Option<Route>, path: &'a str) -> Reg
         return RegistryRequest::new(op, repo, last);
     }
     if let Some(repo) = head.strip_suffix("/blobs/uploads") {
+        // POST starts a session at `uploads/`; the other methods need its id.
         let op = match (*method == Method::POST, last.is_empty()) {
             (true, true) => Operation::UploadStart,
-            (true, false) => Operation::Other,
-            (false, true) => Operation::Other,
             (false, false) => upload_operation(method),
+            _ => Operation::Other,
         };
         return RegistryRequest::new(op, repo, last);
     }
