@@ -90,7 +90,7 @@ impl Head {
             .map(|(_, v)| v.as_str())
     }
 
-    fn into_response(self, body: Vec<u8>) -> Response {
+    pub fn into_response(self, body: Vec<u8>) -> Response {
         Response {
             version: self.version,
             status: self.status,
@@ -151,60 +151,7 @@ impl Conn {
     /// Reads one status line and header block (which may be a 1xx interim
     /// response).
     pub fn read_head(&mut self) -> io::Result<Head> {
-        let mut line = String::new();
-        // Tolerate stray empty lines before a status line.
-        loop {
-            line.clear();
-            let n = self.reader.read_line(&mut line)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before a response",
-                ));
-            }
-            if !line.trim_end().is_empty() {
-                break;
-            }
-        }
-        let status_line = line.trim_end().to_string();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("").to_string();
-        if !version.starts_with("HTTP/") {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("not an HTTP status line: {status_line:?}"),
-            ));
-        }
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line: {status_line:?}")))?;
-        let reason = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            let n = self.reader.read_line(&mut line)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed inside a header block",
-                ));
-            }
-            let l = line.trim_end_matches(['\r', '\n']);
-            if l.is_empty() {
-                break;
-            }
-            let (k, v) = l
-                .split_once(':')
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header line: {l:?}")))?;
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        Ok(Head {
-            version,
-            status,
-            reason,
-            headers,
-        })
+        read_head_from(&mut self.reader)
     }
 
     /// Reads a full response to a request made with `method`, skipping any
@@ -227,60 +174,7 @@ impl Conn {
 
     /// Reads the body belonging to `head`.
     pub fn read_body(&mut self, method: &str, head: Head) -> io::Result<Response> {
-        let no_body = method.eq_ignore_ascii_case("HEAD")
-            || head.status == 204
-            || head.status == 304
-            || (100..200).contains(&head.status);
-        if no_body {
-            return Ok(head.into_response(Vec::new()));
-        }
-        let chunked = head
-            .header("transfer-encoding")
-            .map(|v| v.to_ascii_lowercase().contains("chunked"))
-            .unwrap_or(false);
-        let body = if chunked {
-            self.read_chunked()?
-        } else if let Some(len) = head.header("content-length") {
-            let len: usize = len
-                .trim()
-                .parse()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad Content-Length {len:?}")))?;
-            let mut body = vec![0; len];
-            self.reader.read_exact(&mut body)?;
-            body
-        } else {
-            let mut body = Vec::new();
-            self.reader.read_to_end(&mut body)?;
-            body
-        };
-        Ok(head.into_response(body))
-    }
-
-    fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let size_text = line.trim().split(';').next().unwrap_or("").trim().to_string();
-            let size = usize::from_str_radix(&size_text, 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}")))?;
-            if size == 0 {
-                // Trailers until an empty line.
-                loop {
-                    line.clear();
-                    let n = self.reader.read_line(&mut line)?;
-                    if n == 0 || line.trim_end().is_empty() {
-                        return Ok(body);
-                    }
-                }
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            self.reader.read_exact(&mut body[start..])?;
-            let mut crlf = [0u8; 2];
-            self.reader.read_exact(&mut crlf)?;
-        }
+        read_body_from(&mut self.reader, method, head)
     }
 
     /// Reads up to `n` bytes of whatever comes next (for partial downloads).
@@ -562,4 +456,126 @@ pub fn assert_api_version_once(rsp: &Response) {
         "Docker-Distribution-Api-Version must appear exactly once:\n{}",
         rsp.describe()
     );
+}
+
+/// Reads one status line and header block from any buffered stream (plain
+/// TCP or TLS); it may be a 1xx interim response.
+pub fn read_head_from(r: &mut impl BufRead) -> io::Result<Head> {
+    let mut line = String::new();
+    // Tolerate stray empty lines before a status line.
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            ));
+        }
+        if !line.trim_end().is_empty() {
+            break;
+        }
+    }
+    let status_line = line.trim_end().to_string();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("").to_string();
+    if !version.starts_with("HTTP/") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not an HTTP status line: {status_line:?}"),
+        ));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line: {status_line:?}")))?;
+    let reason = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed inside a header block",
+            ));
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l
+            .split_once(':')
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header line: {l:?}")))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(Head {
+        version,
+        status,
+        reason,
+        headers,
+    })
+}
+
+/// Reads the body belonging to `head` from any buffered stream.
+pub fn read_body_from(r: &mut impl BufRead, method: &str, head: Head) -> io::Result<Response> {
+    let no_body = method.eq_ignore_ascii_case("HEAD")
+        || head.status == 204
+        || head.status == 304
+        || (100..200).contains(&head.status);
+    if no_body {
+        return Ok(head.into_response(Vec::new()));
+    }
+    let chunked = head
+        .header("transfer-encoding")
+        .map(|v| v.to_ascii_lowercase().contains("chunked"))
+        .unwrap_or(false);
+    let body = if chunked {
+        read_chunked(r)?
+    } else if let Some(len) = head.header("content-length") {
+        let len: usize = len
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad Content-Length {len:?}")))?;
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        body
+    } else {
+        let mut body = Vec::new();
+        // A TLS peer closing without close_notify ends the body too.
+        match r.read_to_end(&mut body) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(e),
+        }
+        body
+    };
+    Ok(head.into_response(body))
+}
+
+fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let size_text = line.trim().split(';').next().unwrap_or("").trim().to_string();
+        let size = usize::from_str_radix(&size_text, 16)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}")))?;
+        if size == 0 {
+            // Trailers until an empty line.
+            loop {
+                line.clear();
+                let n = r.read_line(&mut line)?;
+                if n == 0 || line.trim_end().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf)?;
+    }
 }

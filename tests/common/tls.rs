@@ -28,7 +28,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
 
 use super::gateway::{GATEWAY_BIN, Gateway};
-use super::http::{Request, Response};
+use super::http::{Request, Response, read_body_from, read_head_from};
 use super::oci::OciImage;
 use super::registry::Registry;
 use super::skopeo::skopeo;
@@ -756,7 +756,7 @@ impl TlsConn {
     /// left unread.
     pub fn read_head(&mut self) -> io::Result<Response> {
         loop {
-            let head = read_head_from(&mut self.reader)?;
+            let head = read_head_from(&mut self.reader)?.into_response(Vec::new());
             if (100..200).contains(&head.status) && head.status != 101 {
                 continue;
             }
@@ -784,10 +784,14 @@ impl TlsConn {
         self.send_request(req);
         let addr = self.addr;
         let method = req.method().to_string();
-        let head = self
-            .read_head()
-            .unwrap_or_else(|e| panic!("reading the response to {method} from {addr}: {e}"));
-        read_body_into(&mut self.reader, &method, head)
+        let head = loop {
+            let head = read_head_from(&mut self.reader)
+                .unwrap_or_else(|e| panic!("reading the response to {method} from {addr}: {e}"));
+            if !(100..200).contains(&head.status) || head.status == 101 {
+                break head;
+            }
+        };
+        read_body_from(&mut self.reader, &method, head)
             .unwrap_or_else(|e| panic!("reading the body of {method} from {addr}: {e}"))
     }
 }
@@ -802,104 +806,6 @@ fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str>
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-}
-
-fn read_head_from<R: BufRead>(r: &mut R) -> io::Result<Response> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a response"));
-        }
-        if !line.trim_end().is_empty() {
-            break;
-        }
-    }
-    let status_line = line.trim_end().to_string();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("").to_string();
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .filter(|_| version.starts_with("HTTP/"))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}")))?;
-    let reason = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed inside the headers",
-            ));
-        }
-        let l = line.trim_end_matches(['\r', '\n']);
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l
-            .split_once(':')
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header line {l:?}")))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    Ok(Response {
-        version,
-        status,
-        reason,
-        headers,
-        body: Vec::new(),
-    })
-}
-
-fn read_body_into<R: BufRead>(r: &mut R, method: &str, mut head: Response) -> io::Result<Response> {
-    if method.eq_ignore_ascii_case("HEAD") || head.status == 204 || head.status == 304 {
-        return Ok(head);
-    }
-    let chunked = header_of(&head.headers, "transfer-encoding")
-        .map(|v| v.to_ascii_lowercase().contains("chunked"))
-        .unwrap_or(false);
-    if chunked {
-        let mut body = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}")))?;
-            if size == 0 {
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf)?;
-        }
-        head.body = body;
-    } else if let Some(len) = header_of(&head.headers, "content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad Content-Length {len:?}")))?;
-        let mut body = vec![0; len];
-        r.read_exact(&mut body)?;
-        head.body = body;
-    } else {
-        let mut body = Vec::new();
-        // A peer closing without close_notify ends the body too.
-        match r.read_to_end(&mut body) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
-            Err(e) => return Err(e),
-        }
-        head.body = body;
-    }
-    Ok(head)
 }
 
 // ---------------------------------------------------------------------------
