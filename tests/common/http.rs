@@ -179,17 +179,7 @@ impl Conn {
 
     /// Reads up to `n` bytes of whatever comes next (for partial downloads).
     pub fn read_some(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0; n];
-        let mut got = 0;
-        while got < n {
-            let k = self.reader.read(&mut buf[got..])?;
-            if k == 0 {
-                break;
-            }
-            got += k;
-        }
-        buf.truncate(got);
-        Ok(buf)
+        read_up_to(&mut self.reader, n)
     }
 
     /// Reads until the peer closes (or the read timeout passes).
@@ -578,4 +568,19 @@ fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
         let mut crlf = [0u8; 2];
         r.read_exact(&mut crlf)?;
     }
+}
+
+/// Reads `n` bytes, or fewer when the stream ends first.
+pub fn read_up_to(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; n];
+    let mut got = 0;
+    while got < n {
+        let k = r.read(&mut buf[got..])?;
+        if k == 0 {
+            break;
+        }
+        got += k;
+    }
+    buf.truncate(got);
+    Ok(buf)
 }

@@ -34,39 +34,46 @@ fn assert_success(what: &str, out: &Output) {
     );
 }
 
-/// `skopeo copy oci:DIR:TAG docker://DEST` (DEST is `host:port/repo:tag`),
-/// keeping digests, over plain HTTP.
-#[track_caller]
-pub fn skopeo_push(image: &OciImage, dest: &str) {
+/// `skopeo copy --preserve-digests OPTIONS oci:DIR:TAG docker://DEST`
+/// (DEST is `host:port/repo:tag`). Returns skopeo's output unjudged.
+pub fn skopeo_copy_up(image: &OciImage, dest: &str, options: &[&str]) -> Output {
     let src = format!("oci:{}:{}", image.dir.display(), image.tag);
     let dst = format!("docker://{dest}");
-    let out = skopeo(&[
-        "--insecure-policy",
-        "copy",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &src,
-        &dst,
-    ]);
-    assert_success(&format!("skopeo copy {src} {dst}"), &out);
+    let mut args = vec!["--insecure-policy", "copy", "--preserve-digests"];
+    args.extend_from_slice(options);
+    args.extend([src.as_str(), dst.as_str()]);
+    skopeo(&args)
 }
 
-/// `skopeo copy docker://SRC oci:DIR:TAG` into a new layout directory, keeping
-/// digests (and therefore the uncompressed layers), then reads the result.
-#[track_caller]
-pub fn skopeo_pull(src: &str, dir: &Path, tag: &str) -> OciImage {
+/// `skopeo copy --preserve-digests OPTIONS docker://SRC oci:DIR:TAG`, keeping
+/// the layers uncompressed as pushed. Returns skopeo's output unjudged.
+pub fn skopeo_copy_down(src: &str, dir: &Path, tag: &str, options: &[&str]) -> Output {
     let from = format!("docker://{src}");
     let to = format!("oci:{}:{tag}", dir.display());
-    let out = skopeo(&[
+    let mut args = vec![
         "--insecure-policy",
         "copy",
         "--preserve-digests",
-        "--src-tls-verify=false",
         "--dest-oci-accept-uncompressed-layers",
-        &from,
-        &to,
-    ]);
-    assert_success(&format!("skopeo copy {from} {to}"), &out);
+    ];
+    args.extend_from_slice(options);
+    args.extend([from.as_str(), to.as_str()]);
+    skopeo(&args)
+}
+
+/// Pushes over plain HTTP; fails the test unless skopeo succeeds.
+#[track_caller]
+pub fn skopeo_push(image: &OciImage, dest: &str) {
+    let out = skopeo_copy_up(image, dest, &["--dest-tls-verify=false"]);
+    assert_success(&format!("skopeo copy {} to {dest}", image.dir.display()), &out);
+}
+
+/// Pulls over plain HTTP into a new layout directory and reads the result;
+/// fails the test unless skopeo succeeds.
+#[track_caller]
+pub fn skopeo_pull(src: &str, dir: &Path, tag: &str) -> OciImage {
+    let out = skopeo_copy_down(src, dir, tag, &["--src-tls-verify=false"]);
+    assert_success(&format!("skopeo copy {src} to {}", dir.display()), &out);
     OciImage::read(dir, tag)
 }
 
@@ -79,41 +86,18 @@ pub fn skopeo_inspect_raw(reference: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// `skopeo copy oci:DIR:TAG docker://DEST` with `--dest-creds USER:PASS`, or
-/// anonymously (`--dest-no-creds`) when `creds` is `None`. Returns skopeo's
-/// output without judging it.
+/// Push over plain HTTP with `--dest-creds USER:PASS`, or anonymously
+/// (`--dest-no-creds`) when `creds` is `None`. Unjudged.
 pub fn skopeo_push_with_creds(image: &OciImage, dest: &str, creds: Option<&str>) -> Output {
-    let src = format!("oci:{}:{}", image.dir.display(), image.tag);
-    let dst = format!("docker://{dest}");
     let creds_arg = creds.map(|c| format!("--dest-creds={c}"));
-    let mut args = vec![
-        "--insecure-policy",
-        "copy",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-    ];
-    args.push(creds_arg.as_deref().unwrap_or("--dest-no-creds"));
-    args.push(&src);
-    args.push(&dst);
-    skopeo(&args)
+    let creds = creds_arg.as_deref().unwrap_or("--dest-no-creds");
+    skopeo_copy_up(image, dest, &["--dest-tls-verify=false", creds])
 }
 
-/// `skopeo copy docker://SRC oci:DIR:TAG` with `--src-creds USER:PASS`, or
-/// anonymously (`--src-no-creds`) when `creds` is `None`. Returns skopeo's
-/// output without judging it.
+/// Pull over plain HTTP with `--src-creds USER:PASS`, or anonymously
+/// (`--src-no-creds`) when `creds` is `None`. Unjudged.
 pub fn skopeo_pull_with_creds(src: &str, dir: &Path, tag: &str, creds: Option<&str>) -> Output {
-    let from = format!("docker://{src}");
-    let to = format!("oci:{}:{tag}", dir.display());
     let creds_arg = creds.map(|c| format!("--src-creds={c}"));
-    let mut args = vec![
-        "--insecure-policy",
-        "copy",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--dest-oci-accept-uncompressed-layers",
-    ];
-    args.push(creds_arg.as_deref().unwrap_or("--src-no-creds"));
-    args.push(&from);
-    args.push(&to);
-    skopeo(&args)
+    let creds = creds_arg.as_deref().unwrap_or("--src-no-creds");
+    skopeo_copy_down(src, dir, tag, &["--src-tls-verify=false", creds])
 }

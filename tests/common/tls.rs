@@ -28,10 +28,10 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
 
 use super::gateway::{GATEWAY_BIN, Gateway};
-use super::http::{Request, Response, read_body_from, read_head_from};
+use super::http::{Request, Response, read_body_from, read_head_from, read_up_to};
 use super::oci::OciImage;
 use super::registry::Registry;
-use super::skopeo::skopeo;
+use super::skopeo::{skopeo, skopeo_copy_down, skopeo_copy_up};
 use super::{free_port, nonce, require_tool, tail, wait_until};
 
 pub const OPENSSL_BIN: &str = "/usr/bin/openssl";
@@ -766,17 +766,7 @@ impl TlsConn {
 
     /// Reads exactly `n` body bytes (or fewer at the end of the stream).
     pub fn read_some(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0; n];
-        let mut got = 0;
-        while got < n {
-            let k = self.reader.read(&mut buf[got..])?;
-            if k == 0 {
-                break;
-            }
-            got += k;
-        }
-        buf.truncate(got);
-        Ok(buf)
+        read_up_to(&mut self.reader, n)
     }
 
     /// Sends `req` and reads the whole response.
@@ -986,47 +976,22 @@ impl TlsRegistry {
 // skopeo with verification on
 // ---------------------------------------------------------------------------
 
-/// `skopeo copy --preserve-digests --dest-tls-verify=true [--dest-cert-dir DIR]
-/// oci:LAYOUT:TAG docker://DEST`. Returns skopeo's output unjudged.
+/// Push with certificate verification on, trusting `cert_dir`'s CA when
+/// given (`--dest-cert-dir`), anonymously. Unjudged.
 pub fn skopeo_push_verified(image: &OciImage, dest: &str, cert_dir: Option<&Path>) -> Output {
-    let src = format!("oci:{}:{}", image.dir.display(), image.tag);
-    let dst = format!("docker://{dest}");
     let cert_arg = cert_dir.map(|d| format!("--dest-cert-dir={}", d.display()));
-    let mut args = vec![
-        "--insecure-policy",
-        "copy",
-        "--preserve-digests",
-        "--dest-tls-verify=true",
-        "--dest-no-creds",
-    ];
-    if let Some(a) = &cert_arg {
-        args.push(a);
-    }
-    args.push(&src);
-    args.push(&dst);
-    skopeo(&args)
+    let mut options = vec!["--dest-tls-verify=true", "--dest-no-creds"];
+    options.extend(cert_arg.as_deref());
+    skopeo_copy_up(image, dest, &options)
 }
 
-/// `skopeo copy --preserve-digests --src-tls-verify=true [--src-cert-dir DIR]
-/// docker://SRC oci:DIR:TAG`. Returns skopeo's output unjudged.
+/// Pull with certificate verification on, trusting `cert_dir`'s CA when
+/// given (`--src-cert-dir`), anonymously. Unjudged.
 pub fn skopeo_pull_verified(src: &str, dir: &Path, tag: &str, cert_dir: Option<&Path>) -> Output {
-    let from = format!("docker://{src}");
-    let to = format!("oci:{}:{tag}", dir.display());
     let cert_arg = cert_dir.map(|d| format!("--src-cert-dir={}", d.display()));
-    let mut args = vec![
-        "--insecure-policy",
-        "copy",
-        "--preserve-digests",
-        "--src-tls-verify=true",
-        "--src-no-creds",
-        "--dest-oci-accept-uncompressed-layers",
-    ];
-    if let Some(a) = &cert_arg {
-        args.push(a);
-    }
-    args.push(&from);
-    args.push(&to);
-    skopeo(&args)
+    let mut options = vec!["--src-tls-verify=true", "--src-no-creds"];
+    options.extend(cert_arg.as_deref());
+    skopeo_copy_down(src, dir, tag, &options)
 }
 
 /// Panics with skopeo's output unless it succeeded.
