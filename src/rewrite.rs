@@ -125,6 +125,13 @@ fn forwarded_proto_host(req: &RequestHeader) -> (Option<&str>, Option<&str>) {
     (proto, host)
 }
 
+/// Forwarding headers as they go upstream, in the spelling of nginx's
+/// registry recipe (Pingora writes a name in the case it is given).
+const X_FORWARDED_FOR_TITLE: &str = "X-Forwarded-For";
+const X_FORWARDED_HOST_TITLE: &str = "X-Forwarded-Host";
+const X_FORWARDED_PROTO_TITLE: &str = "X-Forwarded-Proto";
+const X_REAL_IP_TITLE: &str = "X-Real-IP";
+
 /// Sets the forwarding headers and Host of the request sent upstream.
 pub fn prepare_upstream_request(
     req: &mut RequestHeader,
@@ -132,33 +139,43 @@ pub fn prepare_upstream_request(
     host_mode: HostHeaderMode,
     upstream_authority: &HeaderValue,
 ) {
-    req.remove_header(&FORWARDED);
-    let ip = view.ip.map(|ip| ip.to_string());
-    if view.trusted {
-        let chain = match (req.headers.get(&X_FORWARDED_FOR), &ip) {
-            (Some(prev), Some(ip)) => prev.to_str().ok().map(|p| format!("{p}, {ip}")),
-            (Some(prev), None) => prev.to_str().ok().map(str::to_owned),
-            (None, ip) => ip.clone(),
-        };
-        set_or_remove(req, X_FORWARDED_FOR, chain);
-        if req.headers.get(&X_REAL_IP).is_none() {
-            set_or_remove(req, X_REAL_IP, ip);
+    // Most requests carry no forwarding headers at all: one pass over the
+    // names spares a hash lookup for each header that might need removing.
+    if req.headers.keys().any(is_forwarding_header) {
+        req.remove_header(&FORWARDED);
+        if !view.trusted {
+            for name in UNTRUSTED_ONLY {
+                req.remove_header(&name);
+            }
         }
-    } else {
-        for name in UNTRUSTED_ONLY {
-            req.remove_header(&name);
-        }
-        set_or_remove(req, X_FORWARDED_FOR, ip.clone());
-        set_or_remove(req, X_REAL_IP, ip);
-    }
-    let _ = req.insert_header(X_FORWARDED_PROTO, view.scheme.as_str());
-    match &view.authority {
-        Some(a) => {
-            let _ = req.insert_header(X_FORWARDED_HOST, a.clone());
-        }
-        None => {
+        if view.authority.is_none() {
             req.remove_header(&X_FORWARDED_HOST);
         }
+    }
+    let ip = view.ip.map(ip_header_value);
+    if view.trusted {
+        match (req.headers.get(&X_FORWARDED_FOR), &ip) {
+            (Some(prev), Some(ip)) => {
+                let chain = prev.to_str().ok().and_then(|p| HeaderValue::from_str(&format!("{p}, {}", ip.to_str().unwrap_or_default())).ok());
+                set_or_remove(req, X_FORWARDED_FOR_TITLE, &X_FORWARDED_FOR, chain);
+            }
+            // A chain that is not text cannot be extended or trusted.
+            (Some(prev), None) if prev.to_str().is_err() => {
+                req.remove_header(&X_FORWARDED_FOR);
+            }
+            (Some(_), None) | (None, None) => {}
+            (None, Some(ip)) => set_or_remove(req, X_FORWARDED_FOR_TITLE, &X_FORWARDED_FOR, Some(ip.clone())),
+        }
+        if !req.headers.contains_key(&X_REAL_IP) && ip.is_some() {
+            set_or_remove(req, X_REAL_IP_TITLE, &X_REAL_IP, ip);
+        }
+    } else {
+        set_or_remove(req, X_FORWARDED_FOR_TITLE, &X_FORWARDED_FOR, ip.clone());
+        set_or_remove(req, X_REAL_IP_TITLE, &X_REAL_IP, ip);
+    }
+    let _ = req.insert_header(X_FORWARDED_PROTO_TITLE, HeaderValue::from_static(view.scheme.as_str()));
+    if let Some(a) = &view.authority {
+        let _ = req.insert_header(X_FORWARDED_HOST_TITLE, a.clone());
     }
     match host_mode {
         HostHeaderMode::Upstream => {
@@ -174,13 +191,47 @@ pub fn prepare_upstream_request(
     }
 }
 
-fn set_or_remove(req: &mut RequestHeader, name: HeaderName, value: Option<String>) {
-    match value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+/// `Forwarded` and the `X-Forwarded-*` family (lower-case, as `http` keeps names).
+fn is_forwarding_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n == "forwarded" || n.starts_with("x-forwarded-")
+}
+
+/// The client address as a header value. IPv4 is written by hand: the
+/// `Display` impl goes through the formatter machinery, which showed up per
+/// request in profiles.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).expect("an IPv6 address is a valid header value");
+    };
+    let mut buf = [0u8; 15];
+    let mut n = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    HeaderValue::from_bytes(&buf[..n]).expect("digits and dots are a valid header value")
+}
+
+fn set_or_remove(req: &mut RequestHeader, title: &'static str, name: &HeaderName, value: Option<HeaderValue>) {
+    match value {
         Some(v) => {
-            let _ = req.insert_header(name, v);
+            let _ = req.insert_header(title, v);
         }
         None => {
-            req.remove_header(&name);
+            req.remove_header(name);
         }
     }
 }
@@ -300,6 +351,27 @@ mod tests {
 
     fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
         req.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn client_addresses_are_written_as_std_writes_them() {
+        for a in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "::1", "::ffff:10.1.2.3", "2001:db8::5"] {
+            let a: IpAddr = a.parse().unwrap();
+            assert_eq!(ip_header_value(a).to_str().unwrap(), a.to_string());
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_go_upstream_in_nginx_spelling() {
+        let mut req = request(&[("Host", "gw.example")]);
+        let view = ClientView::from_request(&req, ip("10.0.0.7"), Scheme::Https, false);
+        prepare_upstream_request(&mut req, &view, HostHeaderMode::Client, &HeaderValue::from_static("up:5000"));
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        for line in ["X-Forwarded-For: 10.0.0.7", "X-Real-IP: 10.0.0.7", "X-Forwarded-Proto: https", "X-Forwarded-Host: gw.example"] {
+            assert!(wire.contains(line), "{line:?} not in {wire:?}");
+        }
     }
 
     #[test]

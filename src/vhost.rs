@@ -136,7 +136,10 @@ impl HostRouter {
     /// reason it was chosen.
     pub fn select(&self, authority: Option<&str>, port: Option<u16>) -> Option<(usize, Why)> {
         let mut best: Option<(usize, Why)> = None;
-        if let Some(authority) = authority {
+        // With no host rules (the single-registry setup) the Host is not
+        // even looked at: no normalizing on every request.
+        let has_host_rules = !self.exact.is_empty() || !self.regex_rules.is_empty();
+        if let Some(authority) = authority.filter(|_| has_host_rules) {
             let host = normalize_host(authority);
             if let Some(candidates) = self.exact.get(host.as_ref()) {
                 best = candidates
