@@ -24,13 +24,9 @@
 #     stdout (empty: stdout only)
 set -euo pipefail
 
-# Resolved before the cd below, so paths relative to the caller work.
-GATEWAY_BIN="${GATEWAY_BIN:+$(realpath -e "$GATEWAY_BIN")}"
-[[ -n "${REPORT:-}" ]] && REPORT="$(realpath -m "$REPORT")"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-# shellcheck source=/dev/null
-[[ -f "$HOME/.cargo/env" ]] && ! command -v cargo >/dev/null && . "$HOME/.cargo/env"
+BENCH_NAME=bench
+# shellcheck source=benches/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 RUNS="${RUNS:-3}" DURATION="${DURATION:-10s}" BLOB_SIZE="${BLOB_SIZE:-1G}"
 AUTH_DURATION="${AUTH_DURATION:-5s}" AUTH_CONNS="${AUTH_CONNS:-16}"
@@ -63,45 +59,7 @@ need_registry=0 need_static=0 need_tls=0
 { has_case static || has_case auth || has_case flood || has_case tls-small || has_case vhosts; } && need_static=1
 { has_case tls || has_case tls-small; } && need_tls=1
 
-scripts/install-deps.sh bench >&2
-if [[ -n "$GATEWAY_BIN" ]]; then
-  [[ -x "$GATEWAY_BIN" ]] || { echo "bench: GATEWAY_BIN=$GATEWAY_BIN is not executable" >&2; exit 2; }
-  gateway_bin="$GATEWAY_BIN"
-else
-  cargo build --release >&2
-  gateway_bin="$root/target/release/registry-gateway"
-fi
-nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
-
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/registry-gateway-bench.XXXXXX")"
-# nginx workers drop to an unprivileged user when started as root: they need
-# to reach the temp dirs and the htpasswd file.
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-log() { echo "bench: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  while :; do p=$((20000 + RANDOM % 40000)); port_open "$p" || { echo "$p"; return; }; done
-}
-wait_up() { # url pid name [curl options...]
-  local _
-  for _ in $(seq 100); do
-    curl -sS -o /dev/null "${@:4}" "$1" 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited during startup; log: $(tail -n 5 "$tmp/$3.log" 2>/dev/null)"
-    sleep 0.1
-  done
-  die "$3 did not answer on $1"
-}
+bench_start
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 children_of() { # pid -> its child pids (nginx workers)
   local p stat f
@@ -291,18 +249,7 @@ start_nginx() { # endpoint upstream-port [auth-endpoint] [plain|tls]
   fi
   mkdir -p "$d/tmp"
   chmod 755 "$d" "$d/tmp"
-  # shellcheck disable=SC2016 # nginx variables, not shell ones
-  loc='
-      proxy_pass http://registry;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_read_timeout 900;
-      proxy_buffering off;
-      proxy_request_buffering off;'
+  loc="$nginx_registry_recipe"
   {
     cat <<EOF
 worker_processes 2;

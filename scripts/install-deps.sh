@@ -19,7 +19,8 @@ case "$mode" in
     ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
-      htpasswd:apache2-utils openssl:openssl wrk:wrk hey:hey /usr/sbin/nginx:nginx-light /usr/bin/time:time)
+      htpasswd:apache2-utils openssl:openssl wrk:wrk hey:hey /usr/sbin/nginx:nginx-light /usr/bin/time:time
+      valgrind:valgrind)
     ;;
   *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
 esac

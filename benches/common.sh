@@ -1,0 +1,71 @@
+# Shared by the benchmark scripts: sourced first thing, with BENCH_NAME (the
+# log prefix) set. Resolves the GATEWAY_BIN and REPORT knobs against the
+# caller's directory, then works from the repository root.
+set -euo pipefail
+GATEWAY_BIN="${GATEWAY_BIN:+$(realpath -e "$GATEWAY_BIN")}"
+[[ -n "${REPORT:-}" ]] && REPORT="$(realpath -m "$REPORT")"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+# shellcheck source=/dev/null
+[[ -f "$HOME/.cargo/env" ]] && ! command -v cargo >/dev/null && . "$HOME/.cargo/env"
+
+# After the knobs are checked: tools, the gateway binary (GATEWAY_BIN, else
+# a release build), nginx, and a temp dir $tmp removed on exit together with
+# every process in pids[].
+bench_start() {
+  scripts/install-deps.sh bench >&2
+  if [[ -n "$GATEWAY_BIN" ]]; then
+    [[ -x "$GATEWAY_BIN" ]] || { echo "$BENCH_NAME: GATEWAY_BIN=$GATEWAY_BIN is not executable" >&2; exit 2; }
+    gateway_bin="$GATEWAY_BIN"
+  else
+    cargo build --release >&2
+    gateway_bin="$root/target/release/registry-gateway"
+  fi
+  nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/registry-gateway-$BENCH_NAME.XXXXXX")"
+  # nginx workers drop to an unprivileged user when started as root: they
+  # need to reach the temp dirs and the htpasswd file.
+  chmod 755 "$tmp"
+  trap cleanup EXIT
+}
+
+# The proxying of nginx's classic registry recipe (inside `location /v2/`),
+# toward an `upstream registry` block.
+# shellcheck disable=SC2016 # nginx variables, not shell ones
+nginx_registry_recipe='
+      proxy_pass http://registry;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_read_timeout 900;
+      proxy_buffering off;
+      proxy_request_buffering off;'
+
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "${tmp:-/nonexistent}"
+}
+
+log() { echo "$BENCH_NAME: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  while :; do p=$((20000 + RANDOM % 40000)); port_open "$p" || { echo "$p"; return; }; done
+}
+# Waits up to WAIT_TRIES tenths of a second (processes under valgrind need more).
+wait_up() { # url pid name [curl options...]
+  local _
+  for _ in $(seq "${WAIT_TRIES:-100}"); do
+    curl -sS -o /dev/null "${@:4}" "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || die "$3 exited during startup; log: $(tail -n 5 "$tmp/$3.log" 2>/dev/null)"
+    sleep 0.1
+  done
+  die "$3 did not answer on $1"
+}
