@@ -156,7 +156,10 @@ pub fn prepare_upstream_request(
     if view.trusted {
         match (req.headers.get(&X_FORWARDED_FOR), &ip) {
             (Some(prev), Some(ip)) => {
-                let chain = prev.to_str().ok().and_then(|p| HeaderValue::from_str(&format!("{p}, {}", ip.to_str().unwrap_or_default())).ok());
+                let chain = prev
+                    .to_str()
+                    .ok()
+                    .and_then(|p| HeaderValue::from_str(&format!("{p}, {}", ip.to_str().unwrap_or_default())).ok());
                 set_or_remove(req, X_FORWARDED_FOR_TITLE, &X_FORWARDED_FOR, chain);
             }
             // A chain that is not text cannot be extended or trusted.
@@ -355,7 +358,15 @@ mod tests {
 
     #[test]
     fn client_addresses_are_written_as_std_writes_them() {
-        for a in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "::1", "::ffff:10.1.2.3", "2001:db8::5"] {
+        for a in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::ffff:10.1.2.3",
+            "2001:db8::5",
+        ] {
             let a: IpAddr = a.parse().unwrap();
             assert_eq!(ip_header_value(a).to_str().unwrap(), a.to_string());
         }
@@ -365,11 +376,21 @@ mod tests {
     fn forwarding_headers_go_upstream_in_nginx_spelling() {
         let mut req = request(&[("Host", "gw.example")]);
         let view = ClientView::from_request(&req, ip("10.0.0.7"), Scheme::Https, false);
-        prepare_upstream_request(&mut req, &view, HostHeaderMode::Client, &HeaderValue::from_static("up:5000"));
+        prepare_upstream_request(
+            &mut req,
+            &view,
+            HostHeaderMode::Client,
+            &HeaderValue::from_static("up:5000"),
+        );
         let mut wire = Vec::new();
         req.header_to_h1_wire(&mut wire);
         let wire = String::from_utf8(wire).unwrap();
-        for line in ["X-Forwarded-For: 10.0.0.7", "X-Real-IP: 10.0.0.7", "X-Forwarded-Proto: https", "X-Forwarded-Host: gw.example"] {
+        for line in [
+            "X-Forwarded-For: 10.0.0.7",
+            "X-Real-IP: 10.0.0.7",
+            "X-Forwarded-Proto: https",
+            "X-Forwarded-Host: gw.example",
+        ] {
             assert!(wire.contains(line), "{line:?} not in {wire:?}");
         }
     }
