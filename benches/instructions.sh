@@ -13,19 +13,37 @@
 #
 # Knobs (env): REQUESTS=5000 CONNS=16 TOP=20 (gateway functions listed by
 #   their own instructions) GATEWAY_BIN=path (else `cargo build --release`)
-#   REPORT=benches/results/instructions.md (empty: stdout only)
+#   AUTH=apr1: both proxies require Basic auth from one htpasswd file (an
+#     $apr1$ user, as `htpasswd -m` writes), and every request sends it
+#   REPORT=benches/results/instructions.md (empty: stdout only;
+#     with AUTH, benches/results/instructions-apr1.md)
 set -euo pipefail
 BENCH_NAME=instructions
 # shellcheck source=benches/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 REQUESTS="${REQUESTS:-5000}" CONNS="${CONNS:-16}" TOP="${TOP:-20}"
-REPORT="${REPORT-benches/results/instructions.md}"
+AUTH="${AUTH:-}"
+case "$AUTH" in "" | apr1) ;; *) echo "instructions: AUTH must be apr1 or empty" >&2; exit 2 ;; esac
+REPORT="${REPORT-benches/results/instructions${AUTH:+-$AUTH}.md}"
 # hey sends a multiple of its connection count.
 REQUESTS=$((REQUESTS / CONNS * CONNS))
 ((REQUESTS > 0)) || { echo "instructions: REQUESTS must be at least CONNS" >&2; exit 2; }
 
 WAIT_TRIES=300 # valgrind starts slowly
 bench_start
+
+gateway_auth="" nginx_auth="" request_auth=()
+if [[ -n "$AUTH" ]]; then
+  htpasswd -nbm bench bench-apr1-pass | sed '/^$/d' >"$tmp/htpasswd"
+  chmod 644 "$tmp/htpasswd"
+  gateway_auth="auth:
+  realm: bench
+  htpasswd: $tmp/htpasswd"
+  nginx_auth="
+      auth_basic bench;
+      auth_basic_user_file $tmp/htpasswd;"
+  request_auth=(-H "Authorization: Basic $(printf 'bench:bench-apr1-pass' | base64 -w0)")
+fi
 
 nginx_conf() { # dir listen body -> nginx.conf for one unprivileged worker
   mkdir -p "$1/tmp"
@@ -81,6 +99,7 @@ registries:
     upstream: registry
 metrics: off
 access_log: off
+$gateway_auth
 EOF
 RUST_LOG=warn "${callgrind[@]}" --callgrind-out-file="$tmp/gateway.%p.cg" \
   "$gateway_bin" --config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
@@ -89,7 +108,7 @@ gw_pid=$!
 wait_up "http://127.0.0.1:$gw_port/v2/" "$gw_pid" gateway
 
 ng_port="$(free_port)"
-nginx_conf "$tmp/nginx" "$ng_port" "upstream registry { server 127.0.0.1:$up_port; keepalive 32; }" "location /v2/ {$nginx_registry_recipe
+nginx_conf "$tmp/nginx" "$ng_port" "upstream registry { server 127.0.0.1:$up_port; keepalive 32; }" "location /v2/ {$nginx_auth$nginx_registry_recipe
     }"
 # One process (master_process off) so callgrind sees the worker.
 "${callgrind[@]}" --callgrind-out-file="$tmp/nginx.%p.cg" \
@@ -101,9 +120,9 @@ wait_up "http://127.0.0.1:$ng_port/v2/" "$ng_pid" nginx
 # Instructions per request of one proxy: warm up, zero, load, dump.
 measure() { # name port pid -> "instructions-per-request dump-file"
   local ok dump
-  hey -n 1000 -c "$CONNS" "http://127.0.0.1:$2/v2/" >/dev/null
+  hey -n 1000 -c "$CONNS" "${request_auth[@]}" "http://127.0.0.1:$2/v2/" >/dev/null
   callgrind_control -z "$3" >/dev/null 2>&1
-  hey -n "$REQUESTS" -c "$CONNS" "http://127.0.0.1:$2/v2/" >"$tmp/$1.hey"
+  hey -n "$REQUESTS" -c "$CONNS" "${request_auth[@]}" "http://127.0.0.1:$2/v2/" >"$tmp/$1.hey"
   callgrind_control -d "$3" >/dev/null 2>&1
   ok="$(awk '$1 == "[200]" {print $2}' "$tmp/$1.hey")"
   [[ "$ok" == "$REQUESTS" ]] || die "$1: ${ok:-0} of $REQUESTS requests answered 200: $(tail -n 15 "$tmp/$1.hey")"
@@ -138,7 +157,7 @@ phase_costs() {
 {
   echo "## Instructions per proxied request"
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m). \`GET /v2/\` through each proxy to a static nginx upstream, $REQUESTS requests over $CONNS kept-alive connections (\`hey -n $REQUESTS -c $CONNS\`), counted by \`valgrind --tool=callgrind\` after a 1000-request warm-up. User-space instructions only: the kernel's share of each request (about half of the gateway's CPU time here) is not in these figures."
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m). \`GET /v2/\` through each proxy to a static nginx upstream, $REQUESTS requests over $CONNS kept-alive connections (\`hey -n $REQUESTS -c $CONNS\`), counted by \`valgrind --tool=callgrind\` after a 1000-request warm-up.$([[ -n "$AUTH" ]] && echo " Every request carries Basic credentials of an apr1 user both proxies check (the gateway from its credential cache after the first request, nginx by hashing each time).") User-space instructions only: the kernel's share of each request (about half of the gateway's CPU time here) is not in these figures."
   echo
   echo "| proxy | instructions / request | ratio to nginx |"
   echo "|---|---:|---:|"
