@@ -15,8 +15,10 @@
 #   their own instructions) GATEWAY_BIN=path (else `cargo build --release`)
 #   AUTH=apr1: both proxies require Basic auth from one htpasswd file (an
 #     $apr1$ user, as `htpasswd -m` writes), and every request sends it
-#   REPORT=benches/results/instructions.md (empty: stdout only;
-#     with AUTH, benches/results/instructions-apr1.md)
+#   ACCESS_LOG=text|json: the gateway writes its access log in that format
+#     to a file, nginx its default `combined` log to a file (default: both off)
+#   REPORT=benches/results/instructions.md (empty: stdout only; with AUTH
+#     or ACCESS_LOG, instructions-apr1.md, instructions-log-json.md, ...)
 set -euo pipefail
 BENCH_NAME=instructions
 # shellcheck source=benches/common.sh
@@ -24,7 +26,9 @@ BENCH_NAME=instructions
 REQUESTS="${REQUESTS:-5000}" CONNS="${CONNS:-16}" TOP="${TOP:-20}"
 AUTH="${AUTH:-}"
 case "$AUTH" in "" | apr1) ;; *) echo "instructions: AUTH must be apr1 or empty" >&2; exit 2 ;; esac
-REPORT="${REPORT-benches/results/instructions${AUTH:+-$AUTH}.md}"
+ACCESS_LOG="${ACCESS_LOG:-}"
+case "$ACCESS_LOG" in "" | text | json) ;; *) echo "instructions: ACCESS_LOG must be text, json or empty" >&2; exit 2 ;; esac
+REPORT="${REPORT-benches/results/instructions${AUTH:+-$AUTH}${ACCESS_LOG:+-log-$ACCESS_LOG}.md}"
 # hey sends a multiple of its connection count.
 REQUESTS=$((REQUESTS / CONNS * CONNS))
 ((REQUESTS > 0)) || { echo "instructions: REQUESTS must be at least CONNS" >&2; exit 2; }
@@ -43,6 +47,13 @@ if [[ -n "$AUTH" ]]; then
       auth_basic bench;
       auth_basic_user_file $tmp/htpasswd;"
   request_auth=(-H "Authorization: Basic $(printf 'bench:bench-apr1-pass' | base64 -w0)")
+fi
+gateway_log="access_log: off" nginx_log=""
+if [[ -n "$ACCESS_LOG" ]]; then
+  gateway_log="access_log:
+  format: $ACCESS_LOG
+  output: $tmp/gateway-access.log"
+  nginx_log="access_log $tmp/nginx-access.log;"
 fi
 
 nginx_conf() { # dir listen body -> nginx.conf for one unprivileged worker
@@ -98,7 +109,7 @@ registries:
     default: true
     upstream: registry
 metrics: off
-access_log: off
+$gateway_log
 $gateway_auth
 EOF
 RUST_LOG=warn "${callgrind[@]}" --callgrind-out-file="$tmp/gateway.%p.cg" \
@@ -108,7 +119,8 @@ gw_pid=$!
 wait_up "http://127.0.0.1:$gw_port/v2/" "$gw_pid" gateway
 
 ng_port="$(free_port)"
-nginx_conf "$tmp/nginx" "$ng_port" "upstream registry { server 127.0.0.1:$up_port; keepalive 32; }" "location /v2/ {$nginx_auth$nginx_registry_recipe
+nginx_conf "$tmp/nginx" "$ng_port" "upstream registry { server 127.0.0.1:$up_port; keepalive 32; }" "$nginx_log
+    location /v2/ {$nginx_auth$nginx_registry_recipe
     }"
 # One process (master_process off) so callgrind sees the worker.
 "${callgrind[@]}" --callgrind-out-file="$tmp/nginx.%p.cg" \
@@ -157,7 +169,7 @@ phase_costs() {
 {
   echo "## Instructions per proxied request"
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m). \`GET /v2/\` through each proxy to a static nginx upstream, $REQUESTS requests over $CONNS kept-alive connections (\`hey -n $REQUESTS -c $CONNS\`), counted by \`valgrind --tool=callgrind\` after a 1000-request warm-up.$([[ -n "$AUTH" ]] && echo " Every request carries Basic credentials of an apr1 user both proxies check (the gateway from its credential cache after the first request, nginx by hashing each time).") User-space instructions only: the kernel's share of each request (about half of the gateway's CPU time here) is not in these figures."
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m). \`GET /v2/\` through each proxy to a static nginx upstream, $REQUESTS requests over $CONNS kept-alive connections (\`hey -n $REQUESTS -c $CONNS\`), counted by \`valgrind --tool=callgrind\` after a 1000-request warm-up.$([[ -n "$AUTH" ]] && echo " Every request carries Basic credentials of an apr1 user both proxies check (the gateway from its credential cache after the first request, nginx by hashing each time).")$([[ -n "$ACCESS_LOG" ]] && echo " Both proxies write an access log line per request to a file: the gateway in its $ACCESS_LOG format, nginx in its default combined format.") User-space instructions only: the kernel's share of each request (about half of the gateway's CPU time here) is not in these figures."
   echo
   echo "| proxy | instructions / request | ratio to nginx |"
   echo "|---|---:|---:|"

@@ -357,12 +357,11 @@ impl ProxyHttp for RegistryProxy {
 
 fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestCtx, r: &RequestRecord, request: &RegistryRequest) {
     let req = session.req_header();
-    let client = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
     let authority = rewrite::request_authority(req);
     let error = e.map(|e| e.to_string()).unwrap_or_default();
     access_log::record(&access_log::Entry {
-        time: &access_log::timestamp(std::time::SystemTime::now()),
-        client: &client,
+        time: std::time::SystemTime::now(),
+        client: session.client_addr().and_then(|a| a.as_inet()).copied(),
         method: req.method.as_str(),
         host: authority.as_ref().and_then(|h| h.to_str().ok()).unwrap_or_default(),
         path: req.uri.path(),
@@ -374,7 +373,7 @@ fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestCtx, r: &Reque
         user: ctx.user.as_deref().unwrap_or_default(),
         bytes_in: r.request_bytes,
         bytes_out: r.response_bytes,
-        duration_ms: r.duration.as_secs_f64() * 1000.0,
+        duration: r.duration,
         upstream: ctx.upstream.as_ref().map_or("", |u| u.name.as_str()),
         upstream_status: ctx.upstream_status,
         error: &error,

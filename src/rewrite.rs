@@ -200,16 +200,22 @@ fn is_forwarding_header(name: &HeaderName) -> bool {
     n == "forwarded" || n.starts_with("x-forwarded-")
 }
 
-/// The client address as a header value. IPv4 is written by hand: the
-/// `Display` impl goes through the formatter machinery, which showed up per
-/// request in profiles.
+/// The client address as a header value.
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
     let IpAddr::V4(v4) = ip else {
         return HeaderValue::from_str(&ip.to_string()).expect("an IPv6 address is a valid header value");
     };
+    let (buf, n) = ipv4_text(v4);
+    HeaderValue::from_bytes(&buf[..n]).expect("digits and dots are a valid header value")
+}
+
+/// Dotted-quad text of an IPv4 address and its length, written by hand:
+/// `Display` goes through the formatter machinery, which showed up per
+/// request in profiles.
+pub fn ipv4_text(ip: std::net::Ipv4Addr) -> ([u8; 15], usize) {
     let mut buf = [0u8; 15];
     let mut n = 0;
-    for (i, octet) in v4.octets().into_iter().enumerate() {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
             buf[n] = b'.';
             n += 1;
@@ -225,7 +231,7 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
         buf[n] = b'0' + octet % 10;
         n += 1;
     }
-    HeaderValue::from_bytes(&buf[..n]).expect("digits and dots are a valid header value")
+    (buf, n)
 }
 
 fn set_or_remove(req: &mut RequestHeader, title: &'static str, name: &HeaderName, value: Option<HeaderValue>) {
