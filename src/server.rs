@@ -95,6 +95,7 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
     let conf = ServerConf {
         threads: config.server.threads,
         work_stealing: config.server.work_stealing,
+        upstream_keepalive_pool_size: config.server.upstream_keepalive,
         // Pingora sleeps the whole grace period; our drain watcher exits
         // early once nothing is in flight.
         grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),

@@ -72,6 +72,9 @@ pub struct ServerSection {
     /// Let idle worker threads take tasks from busy ones (Tokio's
     /// multi-threaded scheduler) instead of one event loop per thread.
     pub work_stealing: Option<bool>,
+    /// Idle upstream connections kept for reuse, per process (nginx's
+    /// `keepalive N` in an upstream block).
+    pub upstream_keepalive: Option<usize>,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub grace_period: Option<Duration>,
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.

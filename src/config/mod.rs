@@ -98,6 +98,7 @@ pub struct TlsListener {
 pub struct ServerSettings {
     pub threads: usize,
     pub work_stealing: bool,
+    pub upstream_keepalive: usize,
     pub grace_period: Duration,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -151,6 +152,8 @@ pub struct GatewayConfig {
 }
 
 pub const DEFAULT_WORK_STEALING: bool = true;
+/// Pingora's own default pool size.
+pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 128;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 pub const DEFAULT_REALM: &str = "Registry";
 
@@ -391,9 +394,18 @@ impl Compiler {
             Some(n) => n,
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         };
+        let upstream_keepalive = match file.server.upstream_keepalive {
+            Some(0) => {
+                self.issue("server.upstream_keepalive", "must be at least 1: `0`");
+                1
+            }
+            Some(n) => n,
+            None => DEFAULT_UPSTREAM_KEEPALIVE,
+        };
         ServerSettings {
             threads,
             work_stealing: file.server.work_stealing.unwrap_or(DEFAULT_WORK_STEALING),
+            upstream_keepalive,
             grace_period: file.server.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
             trusted_proxies: file.server.trusted_proxies.clone(),
         }
@@ -752,8 +764,8 @@ pub fn summary(c: &GatewayConfig) -> String {
     );
     let _ = writeln!(
         out,
-        "shutdown grace period: {:?}, threads: {}, work stealing: {}",
-        c.server.grace_period, c.server.threads, c.server.work_stealing
+        "shutdown grace period: {:?}, threads: {}, work stealing: {}, idle upstream connections kept: {}",
+        c.server.grace_period, c.server.threads, c.server.work_stealing, c.server.upstream_keepalive
     );
     match &c.metrics {
         Some(m) => {

@@ -29,6 +29,17 @@ fn minimal_config_compiles_with_defaults() {
     assert_eq!(r.routes.v2.upstream.authority, "127.0.0.1:15000");
     assert!(r.routes.v1.is_none());
     assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.server.upstream_keepalive, DEFAULT_UPSTREAM_KEEPALIVE);
+}
+
+#[test]
+fn upstream_keepalive_is_a_positive_count() {
+    let c = parse(&format!("{GOOD}server:\n  upstream_keepalive: 32\n")).unwrap();
+    assert_eq!(c.server.upstream_keepalive, 32);
+    let e = error_of(&format!("{GOOD}server:\n  upstream_keepalive: 0\n"));
+    assert!(e.contains("server.upstream_keepalive") && e.contains("`0`"), "{e}");
+    let e = error_of(&format!("{GOOD}server:\n  upstream_keepalive: many\n"));
+    assert!(e.contains("server.upstream_keepalive") && e.contains("many"), "{e}");
 }
 
 #[test]
