@@ -212,7 +212,7 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
 /// Dotted-quad text of an IPv4 address and its length, written by hand:
 /// `Display` goes through the formatter machinery, which showed up per
 /// request in profiles.
-pub fn ipv4_text(ip: std::net::Ipv4Addr) -> ([u8; 15], usize) {
+pub(crate) fn ipv4_text(ip: std::net::Ipv4Addr) -> ([u8; 15], usize) {
     let mut buf = [0u8; 15];
     let mut n = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
