@@ -218,16 +218,14 @@ fn json(e: &Entry, s: &mut String) {
 /// Values that never need quoting or escaping.
 fn push_bare(s: &mut String, v: &Value) {
     match *v {
+        // Callers quote and escape text themselves; here it is only copied.
         Value::Text(t) => s.push_str(t),
         Value::Number(n) => push_number(s, n),
         Value::Millis(d) => {
             let micros = (d.as_nanos() + 500) / 1000;
             push_number(s, (micros / 1000) as u64);
             s.push('.');
-            let frac = (micros % 1000) as u32;
-            for div in [100, 10, 1] {
-                s.push(char::from(b'0' + (frac / div % 10) as u8));
-            }
+            push_three_digits(s, (micros % 1000) as u32);
         }
         Value::Time(t) => push_timestamp(s, t),
         Value::Client(Some(SocketAddr::V4(a))) => {
@@ -307,19 +305,13 @@ fn push_json_text(s: &mut String, v: &str) {
     s.push('"');
 }
 
-/// RFC 3339 UTC with milliseconds, without a date crate.
-pub fn timestamp(t: SystemTime) -> String {
-    let mut s = String::with_capacity(24);
-    push_timestamp(&mut s, t);
-    s
-}
-
 thread_local! {
     /// `YYYY-MM-DDTHH:MM:SS` of the last second formatted on this thread:
     /// the calendar arithmetic runs once a second, not once a line.
     static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
 }
 
+/// RFC 3339 UTC with milliseconds, without a date crate.
 fn push_timestamp(s: &mut String, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
@@ -352,10 +344,15 @@ fn push_timestamp(s: &mut String, t: SystemTime) {
 
 fn push_fraction(s: &mut String, millis: u32) {
     s.push('.');
-    for div in [100, 10, 1] {
-        s.push(char::from(b'0' + (millis / div % 10) as u8));
-    }
+    push_three_digits(s, millis);
     s.push('Z');
+}
+
+/// `n` (below 1000) with leading zeros.
+fn push_three_digits(s: &mut String, n: u32) {
+    for div in [100, 10, 1] {
+        s.push(char::from(b'0' + (n / div % 10) as u8));
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
@@ -410,6 +407,12 @@ mod tests {
         let line = text_line(&entry("read \"timed\" out", ""));
         assert!(line.contains(" user=- "), "{line}");
         assert!(line.ends_with(r#" error="read \"timed\" out""#), "{line}");
+    }
+
+    fn timestamp(t: SystemTime) -> String {
+        let mut s = String::new();
+        push_timestamp(&mut s, t);
+        s
     }
 
     fn text_line(e: &Entry) -> String {
