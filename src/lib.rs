@@ -7,6 +7,7 @@
 //! error responses, and [`access_log`] at the end.
 
 pub mod access_log;
+pub mod allocator;
 pub mod auth;
 pub mod body;
 pub mod config;

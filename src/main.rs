@@ -6,10 +6,9 @@ use registry_gateway::config::GatewayConfig;
 use registry_gateway::passwd::{self, PasswdError};
 
 // mimalloc: Pingora allocates many small objects per request; this cuts
-// per-request CPU measurably over glibc malloc. Built with `no_thp` (see
-// Cargo.toml) so it does not ask for transparent huge pages.
+// per-request CPU measurably over glibc malloc.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: registry_gateway::allocator::Mimalloc = registry_gateway::allocator::Mimalloc;
 
 #[derive(Parser)]
 #[command(version, about = "Reverse-proxy gateway for Docker/OCI registries")]
