@@ -448,20 +448,22 @@ pub fn assert_api_version_once(rsp: &Response) {
     );
 }
 
+/// Replaces `line` with the next line; end of stream is an error saying `what`.
+fn read_line_or_eof(r: &mut impl BufRead, line: &mut String, what: &str) -> io::Result<()> {
+    line.clear();
+    if r.read_line(line)? == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, what.to_owned()));
+    }
+    Ok(())
+}
+
 /// Reads one status line and header block from any buffered stream (plain
 /// TCP or TLS); it may be a 1xx interim response.
 pub fn read_head_from(r: &mut impl BufRead) -> io::Result<Head> {
     let mut line = String::new();
     // Tolerate stray empty lines before a status line.
     loop {
-        line.clear();
-        let n = r.read_line(&mut line)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before a response",
-            ));
-        }
+        read_line_or_eof(r, &mut line, "connection closed before a response")?;
         if !line.trim_end().is_empty() {
             break;
         }
@@ -482,14 +484,7 @@ pub fn read_head_from(r: &mut impl BufRead) -> io::Result<Head> {
     let reason = parts.next().unwrap_or("").to_string();
     let mut headers = Vec::new();
     loop {
-        line.clear();
-        let n = r.read_line(&mut line)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside a header block",
-            ));
-        }
+        read_line_or_eof(r, &mut line, "connection closed inside a header block")?;
         let l = line.trim_end_matches(['\r', '\n']);
         if l.is_empty() {
             break;
