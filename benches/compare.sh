@@ -788,6 +788,16 @@ ratio() { [[ "$1" == n/a || "$2" == n/a ]] && { echo n/a; return; }
 # is column A over column B. A metric with no value in any column is left
 # out; "(ratio)" metrics get no ratio cells. Rows are named without their
 # "x:" key prefix.
+# Appends to m the four rows of a load run (req/s, p50, p99, proxy CPU)
+# for each label, named as the runs recorded them: prefix + label + row.
+load_rows() { # prefix label...
+  local p="$1" x r
+  shift
+  for x in "$@"; do
+    for r in "req/s" "p50 ms" "p99 ms" "proxy CPU µs/req"; do m+=("$p$x $r"); done
+  done
+}
+
 table() { # "col1 col2 ..." "label1|label2|..." "ratio-col ..." metrics...
   local -a cols labels rcols
   read -r -a cols <<<"$1"
@@ -857,9 +867,7 @@ report="$(
     echo
     m=()
     if has_case registry; then
-      for x in "GET /v2/" "HEAD manifest"; do
-        m+=("$x req/s" "$x p50 ms" "$x p99 ms" "$x proxy CPU µs/req")
-      done
+      load_rows "" "GET /v2/" "HEAD manifest"
     fi
     has_case blob && m+=("$blob_label blob PUT MB/s" "$blob_label blob GET MB/s"
       "$blob_label blob PUT proxy CPU s/GB" "$blob_label blob GET proxy CPU s/GB")
@@ -874,9 +882,7 @@ report="$(
     echo "The same small requests against a static nginx upstream (1 worker, answers from memory), so the proxies, not registry:2, are the limit. \"direct\" is that upstream without a proxy. Median of $RUNS runs, same load tools and settings as above."
     echo
     m=()
-    for x in "GET /v2/" "HEAD manifest"; do
-      m+=("s:$x req/s" "s:$x p50 ms" "s:$x p99 ms" "s:$x proxy CPU µs/req")
-    done
+    load_rows s: "GET /v2/" "HEAD manifest"
     m+=("s:proxy peak RSS MiB")
     table "direct gateway nginx" "direct|gateway|nginx" "nginx direct" "${m[@]}"
   fi
@@ -888,9 +894,7 @@ report="$(
     echo "HEAD of the static manifest with \`Authorization: Basic ...\`, one user per row, \`hey -c $AUTH_CONNS -z $AUTH_DURATION\`; median of $RUNS runs. Both proxies read the same htpasswd file (bcrypt cost 10 from \`htpasswd -nbB -C 10\`, apr1 from \`htpasswd -nbm\`)."
     echo
     m=()
-    for x in "apr1 user" "bcrypt-10 user"; do
-      m+=("a:HEAD manifest, $x req/s" "a:HEAD manifest, $x p50 ms" "a:HEAD manifest, $x p99 ms" "a:HEAD manifest, $x proxy CPU µs/req")
-    done
+    load_rows "a:HEAD manifest, " "apr1 user" "bcrypt-10 user"
     table "gateway nginx" "gateway|nginx" "nginx" "${m[@]}"
   fi
 
@@ -940,9 +944,7 @@ report="$(
     echo "\`/v2/\` through the TLS listeners of both proxies in front of the static upstream (HTTP/1.1). Keep-alive: \`wrk -t2 -c32 -d$TLS_DURATION --latency\` GET (OpenSSL client; negotiated: $(tls_summary -tls-static)). Handshakes: \`hey -c 32 -z $TLS_DURATION -disable-keepalive -host localhost\` HEAD, a new TCP connection and a full TLS 1.3 handshake per request (Go's crypto/tls: X25519, ECDSA P-256 certificate, no session resumption), so the req/s of those rows are handshakes/s. Proxy CPU per handshake = handshake row minus keep-alive row, proxy CPU µs/req, per run. Median of $RUNS runs."
     echo
     m=()
-    for x in "GET /v2/, keep-alive" "TLS handshake + HEAD /v2/"; do
-      m+=("h:$x req/s" "h:$x p50 ms" "h:$x p99 ms" "h:$x proxy CPU µs/req")
-    done
+    load_rows h: "GET /v2/, keep-alive" "TLS handshake + HEAD /v2/"
     m+=("h:proxy CPU µs per handshake (difference)" "h:proxy peak RSS MiB")
     table "gateway nginx" "gateway|nginx" "nginx" "${m[@]}"
   fi
@@ -954,7 +956,7 @@ report="$(
     echo "\`GET /v2/\` with \`wrk -t2 -c32 -d$VHOSTS_DURATION --latency -H 'Host: rI.example'\` through two gateways in front of the static upstream: one with 1 virtual registry, one with $VHOSTS (the first $((VHOSTS / 2)) matched by exact name, \`hosts: [rI.example]\`, the other $((VHOSTS - VHOSTS / 2)) by \`host_regex: 'rI\\.(example|test)'\`; no default). Each is asked for its last registry (r0 / r$((VHOSTS - 1))), a host_regex one in both: a miss in the exact-name map, then the regex set. Median of $RUNS runs; the two alternate, in turns first."
     echo
     m=()
-    for x in req/s "p50 ms" "p99 ms" "proxy CPU µs/req"; do m+=("v:GET /v2/, Host of the last registry $x"); done
+    load_rows v: "GET /v2/, Host of the last registry"
     m+=("v:gateway peak RSS MiB")
     table "1 $VHOSTS" "1 registry|$VHOSTS registries" "$VHOSTS/1" "${m[@]}"
   fi
