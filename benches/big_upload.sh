@@ -18,7 +18,9 @@ size=$((SIZE_GIB * 1024 * 1024 * 1024))
 scripts/install-deps.sh bench >&2
 if [[ -z "${GATEWAY_BIN:-}" ]]; then
   cargo build --release >&2
-  GATEWAY_BIN="$root/target/release/registry-gateway"
+  # shellcheck source=scripts/cargo-bin.sh
+  . scripts/cargo-bin.sh
+  GATEWAY_BIN="$(gateway_bin_path)"
 fi
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/registry-gateway-big.XXXXXX")"

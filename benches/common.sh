@@ -19,7 +19,9 @@ bench_start() {
     gateway_bin="$GATEWAY_BIN"
   else
     cargo build --release >&2
-    gateway_bin="$root/target/release/registry-gateway"
+    # shellcheck source=scripts/cargo-bin.sh
+    . scripts/cargo-bin.sh
+    gateway_bin="$(gateway_bin_path)"
   fi
   nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/registry-gateway-$BENCH_NAME.XXXXXX")"

@@ -19,7 +19,7 @@
 #   FLOOD_RUNS=1 FLOOD_DURATION=10s FLOOD_CONNS=16 VALID_CONNS=2 VALID_QPS=10
 #   TLS_DURATION=5s (tls-small) VHOSTS=100 VHOSTS_DURATION=5s
 #   GATEWAY_BIN=path: benchmark that binary instead of running
-#     `cargo build --release` and using target/release/registry-gateway
+#     `cargo build --release` and using the binary cargo built (its target dir)
 #   REPORT=benches/results/latest.md: where the report is written besides
 #     stdout (empty: stdout only)
 set -euo pipefail

@@ -3,7 +3,7 @@
 # gateway on Debian. Only missing packages are installed, so it is cheap to
 # call from every other script.
 #
-# Usage: scripts/install-deps.sh [run|test|bench]   (default: run)
+# Usage: scripts/install-deps.sh [run|try|test|bench]   (default: run)
 set -euo pipefail
 
 mode="${1:-run}"
@@ -12,7 +12,9 @@ mode="${1:-run}"
 # exist" (some tools live in sbin, or share a name with a shell builtin).
 build=(cmake:cmake gcc:gcc g++:g++ make:make pkg-config:pkg-config)
 case "$mode" in
-  run) wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry) ;;
+  # skopeo: scripts/try.sh pushes and pulls with it while run.sh runs.
+  run) wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo) ;;
+  try) wanted=(curl:curl skopeo:skopeo) ;;
   test)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
       htpasswd:apache2-utils openssl:openssl)
@@ -22,7 +24,7 @@ case "$mode" in
       htpasswd:apache2-utils openssl:openssl wrk:wrk hey:hey /usr/sbin/nginx:nginx-light /usr/bin/time:time
       valgrind:valgrind)
     ;;
-  *) echo "usage: $0 [run|test|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [run|try|test|bench]" >&2; exit 2 ;;
 esac
 
 missing=()

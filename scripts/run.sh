@@ -12,7 +12,10 @@ cd "$root"
 [[ -f "$HOME/.cargo/env" ]] && ! command -v cargo >/dev/null && . "$HOME/.cargo/env"
 
 scripts/install-deps.sh run
+# shellcheck source=scripts/cargo-bin.sh
+. scripts/cargo-bin.sh
 cargo build --release
+gateway_bin="$(gateway_bin_path)"
 
 run_dir="$root/.run"
 reg_addr="127.0.0.1:15000"
@@ -20,7 +23,7 @@ mkdir -p "$run_dir/registry-data"
 
 # TLS on :5443 uses a development CA and certificate, made once into the
 # git-ignored certs/dev/ (clients trust certs/dev/trust/ca.crt).
-target/release/registry-gateway certs --out certs/dev
+"$gateway_bin" certs --out certs/dev
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
@@ -95,13 +98,13 @@ while (($#)); do
 done
 ((has_config)) || args=(--config gateway.yaml "${args[@]}")
 
-echo "run: try it:  curl -i http://127.0.0.1:5000/v2/   curl --cacert certs/dev/ca.crt https://localhost:5443/v2/"
-echo "run:          skopeo copy --dest-cert-dir certs/dev/trust oci:DIR:TAG docker://localhost:5443/demo/img:TAG"
+echo "run: try it (in another terminal): scripts/try.sh   (pushes and pulls a small image over HTTP and TLS)"
+echo "run:   or: curl -i http://127.0.0.1:5000/v2/   curl --cacert certs/dev/ca.crt https://localhost:5443/v2/"
 
 # Not a literal `exec`: the shell stays to stop the registry afterwards. The
 # gateway runs in the background so that a TERM sent to this script is
 # forwarded at once (bash would otherwise wait for a foreground child first).
-target/release/registry-gateway "${args[@]}" &
+"$gateway_bin" "${args[@]}" &
 gw_pid=$!
 trap 'kill -INT "$gw_pid" 2>/dev/null' INT
 trap 'kill -TERM "$gw_pid" 2>/dev/null' TERM

@@ -36,10 +36,13 @@ if ! cargo build --release --all-targets; then
   exit 1
 fi
 summary+=("build:   ok")
+# shellcheck source=scripts/cargo-bin.sh
+. scripts/cargo-bin.sh
+gateway_bin="$(gateway_bin_path)"
 
 # The default gateway.yaml serves TLS with the development certificates the
 # run command makes; tests check that config too.
-target/release/registry-gateway certs --out certs/dev
+"$gateway_bin" certs --out certs/dev
 
 echo "==> cargo test --release --no-fail-fast"
 # cargo prints one "test result:" line per test binary, the doc-tests (often
@@ -59,7 +62,7 @@ shopt -u nullglob
 bad=()
 for cfg in "${configs[@]}"; do
   echo "==> registry-gateway check --config $cfg"
-  target/release/registry-gateway check --config "$cfg" || bad+=("$cfg")
+  "$gateway_bin" check --config "$cfg" || bad+=("$cfg")
 done
 if ((${#bad[@]})); then summary+=("configs: FAILED: ${bad[*]}"); failed=1
 else summary+=("configs: ok (${configs[*]})"); fi

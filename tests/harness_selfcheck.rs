@@ -137,3 +137,22 @@ fn raw_client_reads_every_body_framing() {
     assert_eq!(path_of("http://h:1/v2/a?b=c"), "/v2/a?b=c");
     assert_eq!(with_query("/a?b", "c=d"), "/a?b&c=d");
 }
+
+#[test]
+fn free_ports_are_never_handed_out_twice_and_stay_out_of_the_ephemeral_range() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let mut bounds = range.split_whitespace().map(|v| v.parse::<u16>().unwrap());
+    let (low, high) = (bounds.next().unwrap(), bounds.next().unwrap());
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..5000 {
+        let port = free_port();
+        assert!(seen.insert(port), "port {port} handed out twice (after {i} ports)");
+        assert!(
+            !(low..=high).contains(&port),
+            "port {port} is in the ephemeral range {low}-{high}, where outgoing connections may take it"
+        );
+    }
+    // A port handed out is one a listener can really bind.
+    let port = free_port();
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind a handed-out port");
+}

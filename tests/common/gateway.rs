@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::registry::Registry;
-use super::{free_addr, tail, wait_until};
+use super::{free_addr, says_address_in_use, tail, wait_until};
 
 pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_registry-gateway");
 
@@ -136,9 +136,19 @@ pub struct Gateway {
 
 impl Gateway {
     /// Writes the config, starts the binary and waits until the listener
-    /// accepts TCP connections.
+    /// accepts TCP connections. The listener's port is the harness's choice,
+    /// so a port taken before the gateway could bind it is retried on a new
+    /// one (see `ports`).
     pub fn start(config: &GatewayConfig) -> Gateway {
-        Gateway::start_yaml(&config.to_yaml(), config.listen_addr())
+        let mut config = config.clone();
+        for _ in 0..5 {
+            match Gateway::launch(&config.to_yaml(), config.listen_addr(), &[]) {
+                Ok(gateway) => return gateway,
+                Err(taken) if taken == config.listen => config.listen = free_addr(),
+                Err(taken) => panic!("registry-gateway: {taken} is taken and is not the harness's to move"),
+            }
+        }
+        panic!("registry-gateway: 5 free ports in a row were taken before it could listen");
     }
 
     /// Starts the gateway with a hand-written config whose (first) listener
@@ -151,6 +161,39 @@ impl Gateway {
     /// the config's folder, content) beside the config, e.g. an htpasswd file
     /// the config names by a relative path.
     pub fn start_yaml_with_files(yaml: &str, listen: SocketAddr, files: &[(&str, &[u8])]) -> Gateway {
+        Gateway::launch(yaml, listen, files).unwrap_or_else(|taken| {
+            panic!("registry-gateway: {taken}, chosen by the test, was taken by another program")
+        })
+    }
+
+    /// Starts one gateway. `Err(address)` when it exited because a listen
+    /// address the config names was taken; a metrics address the harness
+    /// added itself is retried here.
+    fn launch(yaml: &str, listen: SocketAddr, files: &[(&str, &[u8])]) -> Result<Gateway, SocketAddr> {
+        // Every gateway gets its own metrics port (the default, 9145, would
+        // clash between tests running in parallel).
+        let own_metrics = !yaml.lines().any(|l| l.starts_with("metrics:"));
+        for _ in 0..5 {
+            let metrics_addr = own_metrics.then(free_addr);
+            let mut full = yaml.to_string();
+            if let Some(addr) = metrics_addr {
+                full.push_str(&format!("\nmetrics:\n  address: \"{addr}\"\n  probe_interval: 1s\n"));
+            }
+            match Gateway::spawn_and_wait(&full, listen, metrics_addr, files) {
+                Ok(gateway) => return Ok(gateway),
+                Err(taken) if Some(taken) == metrics_addr => continue,
+                Err(taken) => return Err(taken),
+            }
+        }
+        panic!("registry-gateway: 5 free metrics ports in a row were taken before it could listen");
+    }
+
+    fn spawn_and_wait(
+        yaml: &str,
+        listen: SocketAddr,
+        metrics_addr: Option<SocketAddr>,
+        files: &[(&str, &[u8])],
+    ) -> Result<Gateway, SocketAddr> {
         let dir = tempfile::Builder::new().prefix("gateway-").tempdir().expect("temp dir");
         for (name, content) in files {
             let path = dir.path().join(name);
@@ -160,17 +203,6 @@ impl Gateway {
             fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         }
         let config_path = dir.path().join("gateway.yaml");
-        // Every gateway gets its own metrics port (the default, 9145, would
-        // clash between tests running in parallel).
-        let mut yaml = yaml.to_string();
-        let metrics_addr = if yaml.lines().any(|l| l.starts_with("metrics:")) {
-            None
-        } else {
-            let addr = free_addr();
-            yaml.push_str(&format!("\nmetrics:\n  address: \"{addr}\"\n  probe_interval: 1s\n"));
-            Some(addr)
-        };
-        let yaml = yaml.as_str();
         fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join("gateway.log");
         let log = File::create(&log_path).unwrap();
@@ -191,12 +223,17 @@ impl Gateway {
             config_path,
             exit: None,
         };
+        let mut taken = None;
         let ready = wait_until(Duration::from_secs(30), || {
             if let Ok(Some(status)) = gateway.child.try_wait() {
-                panic!(
-                    "registry-gateway exited during start-up ({status}); config:\n{yaml}\nlog:\n{}",
-                    gateway.log()
+                let log = gateway.log();
+                taken = says_address_in_use(&log).then(|| bind_failure_address(&log)).flatten();
+                assert!(
+                    taken.is_some(),
+                    "registry-gateway exited during start-up ({status}); config:\n{yaml}\nlog:\n{log}"
                 );
+                gateway.exit = Some(status);
+                return true;
             }
             TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok()
         });
@@ -205,7 +242,10 @@ impl Gateway {
             "registry-gateway not listening on {listen} within 30 s; config:\n{yaml}\nlog:\n{}",
             tail(&gateway.log(), 4000)
         );
-        gateway
+        match taken {
+            Some(addr) => Err(addr),
+            None => Ok(gateway),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -354,4 +394,11 @@ pub fn run_expecting_exit(config: &Path, timeout: Duration) -> Output {
         stdout: fs::read(&out_path).unwrap_or_default(),
         stderr: fs::read(&err_path).unwrap_or_default(),
     }
+}
+
+/// The address in the gateway's start-up error for a listener or metrics
+/// address it could not bind (`... cannot listen on `127.0.0.1:5000`: ...`).
+fn bind_failure_address(log: &str) -> Option<SocketAddr> {
+    let rest = &log[log.find("cannot listen on `")? + "cannot listen on `".len()..];
+    rest[..rest.find('`')?].parse().ok()
 }

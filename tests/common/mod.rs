@@ -26,6 +26,7 @@ pub mod auth;
 pub mod gateway;
 pub mod http;
 pub mod oci;
+pub mod ports;
 pub mod registry;
 pub mod skopeo;
 pub mod upstreams;
@@ -34,26 +35,13 @@ pub use auth::*;
 pub use gateway::*;
 pub use http::*;
 pub use oci::*;
+pub use ports::*;
 pub use registry::*;
 pub use skopeo::*;
 pub use upstreams::*;
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A loopback port that was free a moment ago (bind port 0, then drop).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// `127.0.0.1:<free port>`.
-pub fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
 
 /// Fails the test loudly when a required external tool is not installed.
 /// Tests never skip silently.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::http::Request;
-use super::{free_port, require_tool, tail, wait_until};
+use super::{free_port, require_tool, says_address_in_use, tail, wait_until};
 
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -25,23 +25,51 @@ impl Registry {
     /// Starts a registry on a free loopback port and waits until `GET /v2/`
     /// answers 200.
     pub fn start() -> Registry {
-        Registry::start_on(free_port())
+        Registry::start_fresh("", |registry| {
+            matches!(Request::get("/v2/").try_send(registry.addr), Ok(r) if r.status == 200)
+        })
     }
 
     /// Starts a registry on a given loopback port.
     pub fn start_on(port: u16) -> Registry {
         let mut registry = Registry::spawn(port, "");
-        let addr = registry.addr;
-        let ready = wait_until(Duration::from_secs(20), || {
-            registry.assert_running();
-            matches!(Request::get("/v2/").try_send(addr), Ok(r) if r.status == 200)
+        let ready = registry.wait_ready(|r| matches!(Request::get("/v2/").try_send(r.addr), Ok(r) if r.status == 200));
+        assert!(ready, "docker-registry: port {port} is taken by another program");
+        registry
+    }
+
+    /// Spawns a registry (`http_extra` as in [`Registry::spawn`]) on a free
+    /// port and waits until `ready` says it serves; a port another program
+    /// took in the meantime is retried on a new one.
+    pub fn start_fresh(http_extra: &str, mut ready: impl FnMut(&Registry) -> bool) -> Registry {
+        for _ in 0..5 {
+            let mut registry = Registry::spawn(free_port(), http_extra);
+            if registry.wait_ready(&mut ready) {
+                return registry;
+            }
+        }
+        panic!("docker-registry: 5 free ports in a row were taken before it could listen");
+    }
+
+    /// Polls `ready` for up to 20 s. False when the registry exited because
+    /// its port was taken; panics with the log on any other exit or time-out.
+    fn wait_ready(&mut self, mut ready: impl FnMut(&Registry) -> bool) -> bool {
+        let mut port_taken = false;
+        let ok = wait_until(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                port_taken = says_address_in_use(&self.log());
+                assert!(port_taken, "docker-registry exited early ({status}); log:\n{}", self.log());
+                return true;
+            }
+            ready(self)
         });
         assert!(
-            ready,
-            "docker-registry on {addr} not ready within 20 s; log:\n{}",
-            tail(&registry.log(), 4000)
+            ok,
+            "docker-registry on {} not ready within 20 s; log:\n{}",
+            self.addr,
+            tail(&self.log(), 4000)
         );
-        registry
+        !port_taken
     }
 
     /// Spawns a registry without waiting for it; `http_extra` is appended

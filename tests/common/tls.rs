@@ -918,15 +918,13 @@ impl TlsRegistry {
                 .map(|ca| format!("    clientcas:\n      - {}\n", ca.display()))
                 .unwrap_or_default(),
         );
-        let mut inner = Registry::spawn(free_port(), &tls);
-        let addr = inner.addr();
         let ca = certs.ca();
         let name = certs.names[0].clone();
         let mut last_error = String::new();
-        let ready = wait_until(Duration::from_secs(20), || {
-            inner.assert_running();
+        let inner = Registry::start_fresh(&tls, |registry| {
+            let addr = registry.addr();
             if client_ca.is_some() {
-                return inner.log().contains("listening on")
+                return registry.log().contains("listening on")
                     && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
             }
             match TlsConn::try_open(addr, &name, &ca) {
@@ -941,11 +939,6 @@ impl TlsRegistry {
                 }
             }
         });
-        assert!(
-            ready,
-            "docker-registry (TLS) on {addr} not ready within 20 s: {last_error}\nlog:\n{}",
-            tail(&inner.log(), 4000)
-        );
         TlsRegistry { inner }
     }
 
