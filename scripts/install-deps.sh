@@ -17,7 +17,8 @@ case "$mode" in
   try) wanted=(curl:curl skopeo:skopeo) ;;
   test)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
-      htpasswd:apache2-utils openssl:openssl)
+      htpasswd:apache2-utils openssl:openssl
+      /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests)
     ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo

@@ -89,8 +89,8 @@ impl ErrorReply {
     }
 
     /// Writes the reply with one extra header (a challenge, Retry-After),
-    /// then reads and discards a bounded part of an unread request body,
-    /// so a client still sending sees this answer rather than a reset.
+    /// then reads and discards what the client still sends of the request
+    /// body (see [`discard_request_body`]).
     pub async fn send_with(
         self,
         session: &mut Session,
@@ -107,10 +107,7 @@ impl ErrorReply {
         if v2 {
             resp.insert_header(API_VERSION_TITLE, API_VERSION_VALUE)?;
         }
-        // Also closes the connection after this response.
-        session.as_downstream_mut().write_error_response(resp, body).await?;
-        drain_request_body(session).await;
-        Ok(())
+        write_and_discard(session, resp, body).await
     }
 }
 
@@ -119,37 +116,71 @@ pub async fn send_redirect(session: &mut Session, location: &str) -> pingora::Re
     let mut resp = ResponseHeader::build(308, Some(3))?;
     resp.insert_header("Location", location)?;
     resp.insert_header("Content-Length", 0)?;
-    session
-        .as_downstream_mut()
-        .write_error_response(resp, Bytes::new())
-        .await?;
-    drain_request_body(session).await;
+    write_and_discard(session, resp, Bytes::new()).await
+}
+
+/// Writes a complete answer of the gateway's own. The connection stays open
+/// for the next request when the request body was read to its end (as
+/// nginx does), so a client that probes `GET /v2/`, gets the 401 and retries
+/// needs no new TCP and TLS handshake.
+async fn write_and_discard(session: &mut Session, resp: ResponseHeader, body: Bytes) -> pingora::Result<()> {
+    let downstream = session.as_downstream_mut();
+    if downstream.response_written().is_some() {
+        return Ok(());
+    }
+    // Pingora marks a connection `close` when the answer goes out before the
+    // body was read; this one reads it afterwards and closes only if that
+    // fails. A client waiting for `100 Continue` will not send it at all.
+    if !expects_continue(downstream) {
+        downstream.set_close_on_response_before_downstream_finish(false);
+    }
+    downstream.write_response_header(Box::new(resp)).await?;
+    downstream.write_response_body(body, true).await?;
+    if !discard_request_body(session).await {
+        session.as_downstream_mut().set_keepalive(None);
+    }
     Ok(())
 }
 
-/// Bounds on reading a rejected request's body before closing.
-const DRAIN_BYTES: usize = 1 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// nginx's `lingering_time` and `lingering_timeout`: how long in all, and
+/// how long between two reads, a client may go on sending a body nobody
+/// will use.
+const DISCARD_TOTAL: Duration = Duration::from_secs(30);
+const DISCARD_IDLE: Duration = Duration::from_secs(5);
 
-async fn drain_request_body(session: &mut Session) {
+/// Reads and drops the rest of a request body the gateway answered without
+/// using. Clients that write their whole body before reading the answer
+/// (Python `requests`, oras-py) would otherwise get a TCP reset when the
+/// connection closes with their data unread, and that reset destroys the
+/// answer in flight: they never see the 401 and never retry with
+/// credentials. True when the body was read to its end.
+pub async fn discard_request_body(session: &mut Session) -> bool {
     let downstream = session.as_downstream_mut();
-    // A client waiting for 100-continue never sends the body.
-    let expects_continue = downstream
-        .get_header(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue || downstream.is_body_done() {
-        return;
+    if downstream.is_body_done() {
+        return true;
     }
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut read = 0;
-        while let Ok(Some(chunk)) = downstream.read_request_body().await {
-            read += chunk.len();
-            if read >= DRAIN_BYTES {
-                break;
+    // A client waiting for 100-continue may never send the body; the
+    // connection cannot be reused without reading it.
+    if expects_continue(downstream) {
+        return false;
+    }
+    let drained = tokio::time::timeout(DISCARD_TOTAL, async {
+        loop {
+            match tokio::time::timeout(DISCARD_IDLE, downstream.read_request_body()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => return true,
+                Ok(Err(_)) | Err(_) => return false,
             }
         }
     })
     .await;
+    drained == Ok(true) && downstream.is_body_done()
+}
+
+fn expects_continue(downstream: &pingora::protocols::http::ServerSession) -> bool {
+    downstream
+        .get_header(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn push_json_escaped(out: &mut String, s: &str) {
