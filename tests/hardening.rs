@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::tls::*;
 use common::*;
 
@@ -39,7 +38,14 @@ fn a_client_that_writes_64_mib_before_reading_gets_the_401_over_tls_and_retries(
     let ca = certs.ca();
     let out = run_python_client(
         "whole_body_push.py",
-        &[&base, "hardening/whole-body", USER, PASSWORD, &(64 << 20).to_string(), ca.to_str().unwrap()],
+        &[
+            &base,
+            "hardening/whole-body",
+            USER,
+            PASSWORD,
+            &(64 << 20).to_string(),
+            ca.to_str().unwrap(),
+        ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -77,7 +83,10 @@ fn the_gateways_own_401_and_404_keep_the_connection_for_the_next_request() {
     assert_json_error(&rsp, 401, "UNAUTHORIZED");
     assert_ne!(rsp.header("connection"), Some("close"), "{}", rsp.describe());
     let auth = basic_auth(USER, PASSWORD);
-    let rsp = Request::get("/v2/").header("Authorization", &auth).keep_alive().send_on(&mut conn);
+    let rsp = Request::get("/v2/")
+        .header("Authorization", &auth)
+        .keep_alive()
+        .send_on(&mut conn);
     assert_eq!(rsp.status, 200, "{}", rsp.describe());
     // A 401 to an upload whose small body was read in full keeps it too.
     let rsp = Request::post("/v2/x/blobs/uploads/?digest=sha256:00")

@@ -11,7 +11,10 @@ pub const PYTHON_BIN: &str = "/usr/bin/python3";
 /// Runs `tests/clients/<script>` with `args`; its output unjudged.
 pub fn run_python_client(script: &str, args: &[&str]) -> Output {
     require_tool(PYTHON_BIN, "python3");
-    require_tool("/usr/lib/python3/dist-packages/requests/__init__.py", "python3-requests");
+    require_tool(
+        "/usr/lib/python3/dist-packages/requests/__init__.py",
+        "python3-requests",
+    );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
     Command::new(PYTHON_BIN)
         .arg(&path)

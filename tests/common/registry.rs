@@ -25,9 +25,10 @@ impl Registry {
     /// Starts a registry on a free loopback port and waits until `GET /v2/`
     /// answers 200.
     pub fn start() -> Registry {
-        Registry::start_fresh("", |registry| {
-            matches!(Request::get("/v2/").try_send(registry.addr), Ok(r) if r.status == 200)
-        })
+        Registry::start_fresh(
+            "",
+            |registry| matches!(Request::get("/v2/").try_send(registry.addr), Ok(r) if r.status == 200),
+        )
     }
 
     /// Starts a registry on a given loopback port.
@@ -58,7 +59,11 @@ impl Registry {
         let ok = wait_until(Duration::from_secs(20), || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 port_taken = says_address_in_use(&self.log());
-                assert!(port_taken, "docker-registry exited early ({status}); log:\n{}", self.log());
+                assert!(
+                    port_taken,
+                    "docker-registry exited early ({status}); log:\n{}",
+                    self.log()
+                );
                 return true;
             }
             ready(self)
