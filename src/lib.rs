@@ -1,7 +1,8 @@
 //! registry-gateway: a reverse proxy for Docker/OCI registries (registry:2).
 //!
 //! Modules follow a request through the gateway: [`config`] is read once into
-//! runtime tables; [`server`] owns listeners and signals; [`routing`] picks
+//! runtime tables; [`server`] owns listeners and signals; [`head_checks`]
+//! refuses heads no registry request has; [`routing`] picks
 //! the route and upstream; [`proxy`] is the Pingora glue whose phases call
 //! [`rewrite`] for headers and Location, [`reply`] for the gateway's own
 //! error responses, and [`access_log`] at the end.
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod explain;
+pub mod head_checks;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::Version;
+use http::{Method, Version};
 use pingora::http::ResponseHeader;
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -25,6 +25,7 @@ use crate::access_log;
 use crate::auth::{AuthOutcome, AuthPolicy, Authenticator};
 use crate::body::BodyCoalescer;
 use crate::config::GatewayConfig;
+use crate::head_checks;
 use crate::listeners::RedirectTable;
 use crate::metrics::{self, AuthResult, RegistryMetrics, RequestRecord, UpstreamFailure};
 use crate::operation::{self, RegistryRequest};
@@ -192,6 +193,13 @@ impl ProxyHttp for RegistryProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let downstream = session.as_downstream();
+        let raw_head = downstream.as_http1().map(|h1| h1.get_headers_raw_bytes());
+        if let Err(rejection) = head_checks::check(session.req_header(), raw_head.as_deref(), &self.config.limits) {
+            let v2 = session.req_header().uri.path().starts_with("/v2");
+            ErrorReply::from(rejection).send(session, v2).await?;
+            return Ok(true);
+        }
         if !self.redirects.is_empty() && self.redirect_to_https(session).await? {
             return Ok(true);
         }
@@ -240,9 +248,11 @@ impl ProxyHttp for RegistryProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let method = &session.req_header().method;
+        let quick = matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
         match &ctx.upstream {
-            Some(u) => Ok(u.peer()),
+            Some(u) => Ok(u.peer(quick)),
             None => Error::e_explain(ErrorType::InternalError, "no upstream chosen"),
         }
     }

@@ -9,6 +9,7 @@ use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use crate::head_checks::HeadRejection;
 use crate::rewrite::{API_VERSION_TITLE, API_VERSION_VALUE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,10 @@ pub enum ErrorReply {
     /// The Host needs another certificate than the connection's SNI got.
     Misdirected,
     BadRequest(&'static str),
+    /// A method no registry serves (TRACE, PROPFIND, ...).
+    MethodNotAllowed,
+    UriTooLong,
+    HeadersTooLarge(&'static str),
     /// Credentials missing or wrong; sent with the realm's challenge.
     Unauthorized,
     /// Too many wrong credentials from this client; sent with Retry-After.
@@ -35,6 +40,9 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound | ErrorReply::NoRegistry => 404,
             ErrorReply::BadRequest(_) => 400,
+            ErrorReply::MethodNotAllowed => 405,
+            ErrorReply::UriTooLong => 414,
+            ErrorReply::HeadersTooLarge(_) => 431,
             ErrorReply::Misdirected => 421,
             ErrorReply::Unauthorized => 401,
             ErrorReply::TooManyRequests => 429,
@@ -48,6 +56,9 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound | ErrorReply::NoRegistry => "NOT_FOUND",
             ErrorReply::BadRequest(_) => "BAD_REQUEST",
+            ErrorReply::MethodNotAllowed => "UNSUPPORTED",
+            ErrorReply::UriTooLong => "URI_TOO_LONG",
+            ErrorReply::HeadersTooLarge(_) => "HEADERS_TOO_LARGE",
             ErrorReply::Misdirected => "MISDIRECTED_REQUEST",
             ErrorReply::Unauthorized => "UNAUTHORIZED",
             ErrorReply::TooManyRequests => "TOOMANYREQUESTS",
@@ -61,7 +72,9 @@ impl ErrorReply {
         match self {
             ErrorReply::NotFound => "no registry route for this path",
             ErrorReply::NoRegistry => "no registry is served under this host name",
-            ErrorReply::BadRequest(why) => why,
+            ErrorReply::BadRequest(why) | ErrorReply::HeadersTooLarge(why) => why,
+            ErrorReply::MethodNotAllowed => "method not served by a registry",
+            ErrorReply::UriTooLong => "request line is too long",
             ErrorReply::Misdirected => {
                 "this host name is not served on this TLS connection: connect with its own SNI name"
             }
@@ -71,6 +84,15 @@ impl ErrorReply {
             ErrorReply::GatewayTimeout => "upstream registry timed out",
             ErrorReply::Internal => "internal gateway error",
         }
+    }
+
+    /// Requests whose framing or head cannot be trusted: nothing more is
+    /// read from their connection, which closes after the answer.
+    fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorReply::BadRequest(_) | ErrorReply::UriTooLong | ErrorReply::HeadersTooLarge(_)
+        )
     }
 
     pub fn body(self) -> Bytes {
@@ -107,7 +129,21 @@ impl ErrorReply {
         if v2 {
             resp.insert_header(API_VERSION_TITLE, API_VERSION_VALUE)?;
         }
+        if self.closes_connection() {
+            return session.as_downstream_mut().write_error_response(resp, body).await;
+        }
         write_and_discard(session, resp, body).await
+    }
+}
+
+impl From<HeadRejection> for ErrorReply {
+    fn from(r: HeadRejection) -> Self {
+        match r {
+            HeadRejection::MethodNotAllowed => ErrorReply::MethodNotAllowed,
+            HeadRejection::RequestLineTooLong => ErrorReply::UriTooLong,
+            HeadRejection::HeadersTooLarge(why) => ErrorReply::HeadersTooLarge(why),
+            HeadRejection::Malformed(why) => ErrorReply::BadRequest(why),
+        }
     }
 }
 

@@ -27,6 +27,11 @@ pub struct Timeouts {
     pub client_write: Duration,
     /// How long an idle client connection is kept open between requests.
     pub keepalive: Duration,
+    /// The whole request head, from the connection's start (first request)
+    /// or from the end of the previous response plus `keepalive` (later ones).
+    pub client_header: Duration,
+    /// Time to the upstream's response head for requests without a body.
+    pub upstream_header: Duration,
 }
 
 impl Default for Timeouts {
@@ -39,6 +44,9 @@ impl Default for Timeouts {
             client_read: Duration::from_secs(900),
             client_write: Duration::from_secs(900),
             keepalive: Duration::from_secs(75),
+            // nginx's client_header_timeout.
+            client_header: Duration::from_secs(60),
+            upstream_header: Duration::from_secs(60),
         }
     }
 }
@@ -62,6 +70,8 @@ impl Timeouts {
             client_read: pick("client_read", s.client_read, d.client_read),
             client_write: pick("client_write", s.client_write, d.client_write),
             keepalive: pick("keepalive", s.keepalive, d.keepalive),
+            client_header: pick("client_header", s.client_header, d.client_header),
+            upstream_header: pick("upstream_header", s.upstream_header, d.upstream_header),
         }
     }
 }
@@ -84,6 +94,8 @@ pub struct Upstream {
     pub forward_authorization: bool,
     pub metrics: UpstreamMetrics,
     peer: HttpPeer,
+    /// `timeouts.upstream_header`, bounded by `upstream_read`.
+    header_timeout: Duration,
 }
 
 /// Pooled upstream connections idle longer than this are closed.
@@ -129,6 +141,7 @@ impl Upstream {
                 .expect("authority was parsed by http::uri::Authority"),
             metrics: UpstreamMetrics::new(name),
             peer,
+            header_timeout: t.upstream_header.min(t.upstream_read),
         })
     }
 
@@ -142,8 +155,18 @@ impl Upstream {
     }
 
     /// A fresh peer for one request (Pingora takes ownership of it).
-    pub fn peer(&self) -> Box<HttpPeer> {
-        Box::new(self.peer.clone())
+    /// `quick`: a request the registry answers at once (GET, HEAD, DELETE):
+    /// an upstream silent for `upstream_header` gets a 504. Pingora has no
+    /// time-to-head timeout, so this is its per-read timeout, which also
+    /// bounds idle gaps inside the response body. Uploads keep the long
+    /// idle timeout: committing a multi-GB blob on object storage can take
+    /// minutes, even for a PUT without a body.
+    pub fn peer(&self, quick: bool) -> Box<HttpPeer> {
+        let mut peer = Box::new(self.peer.clone());
+        if quick {
+            peer.options.read_timeout = Some(self.header_timeout);
+        }
+        peer
     }
 }
 

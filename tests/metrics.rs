@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -25,34 +24,6 @@ fn gateway_with_auth(registry: &Registry, extra: &str) -> Gateway {
     );
     let users = htpasswd_line("B", &["-C", "4"], USER, PASSWORD) + "\n";
     Gateway::start_yaml_with_files(&yaml, listen, &[("users", users.as_bytes())])
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let rsp = Request::get("/metrics").send(addr);
-    assert_eq!(rsp.status, 200, "{}", rsp.describe());
-    assert!(
-        rsp.header("content-type").is_some_and(|t| t.starts_with("text/plain")),
-        "{}",
-        rsp.describe()
-    );
-    rsp.body_text()
-}
-
-/// The value of the sample `name{...}` whose labels include all of `labels`,
-/// summed over the samples that match; 0 when none does.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            if metric != name {
-                return None;
-            }
-            let all = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            all.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }
 
 fn requests(text: &str, operation: &str, status: &str) -> f64 {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use super::values::{Duration, IpNet, ListenAddress, UpstreamUrl};
+use super::values::{ByteSize, Duration, IpNet, ListenAddress, UpstreamUrl};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,9 @@ pub struct GatewayFile {
     pub registries: Vec<RegistrySection>,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// Bounds on request heads (nginx's `large_client_header_buffers`).
+    #[serde(default)]
+    pub limits: LimitsSection,
     /// Auth for every registry that does not say otherwise.
     pub auth: Option<AuthSetting>,
     /// The metrics listener; on 127.0.0.1:9145 when absent.
@@ -77,6 +80,8 @@ pub struct ServerSection {
     pub upstream_keepalive: Option<usize>,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub grace_period: Option<Duration>,
+    /// Open client connections, all listeners together; more are refused.
+    pub max_connections: Option<usize>,
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
@@ -304,6 +309,17 @@ pub struct TimeoutsSection {
     pub client_read: Option<Duration>,
     pub client_write: Option<Duration>,
     pub keepalive: Option<Duration>,
+    pub client_header: Option<Duration>,
+    pub upstream_header: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub request_line: Option<ByteSize>,
+    pub header_line: Option<ByteSize>,
+    pub header_block: Option<ByteSize>,
+    pub headers: Option<usize>,
 }
 
 impl ListenerSection {

@@ -20,6 +20,7 @@ use file::{
 use values::IpNet;
 
 use crate::auth::{AuthLimits, AuthPolicy, AuthScope, HtpasswdFile};
+use crate::head_checks::HeadLimits;
 use crate::metrics::RegistryMetrics;
 use crate::reload::Reloadable;
 use crate::routing::{RouteTable, RouteTarget, VirtualRegistry};
@@ -101,6 +102,8 @@ pub struct ServerSettings {
     pub upstream_keepalive: usize,
     pub grace_period: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// `None`: derived from the descriptor limit at start.
+    pub max_connections: Option<usize>,
 }
 
 /// The metrics listener.
@@ -137,6 +140,7 @@ pub struct GatewayConfig {
     pub upstreams: Vec<Arc<Upstream>>,
     pub registries: Vec<Arc<VirtualRegistry>>,
     pub timeouts: Timeouts,
+    pub limits: HeadLimits,
     pub auth_limits: AuthLimits,
     /// Every htpasswd file named anywhere, for reloading.
     pub htpasswd_files: Vec<Arc<HtpasswdFile>>,
@@ -276,6 +280,7 @@ fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIs
     let router = c.host_router(&file);
 
     let auth_limits = c.auth_limits(&file);
+    let limits = c.limits(&file);
     let Compiler {
         issues,
         upstreams,
@@ -293,6 +298,7 @@ fn compile(file: GatewayFile, path: &Path) -> Result<GatewayConfig, Vec<ConfigIs
         upstreams: upstreams.into_values().collect(),
         registries,
         timeouts,
+        limits,
         auth_limits,
         htpasswd_files: htpasswd_files.into_values().collect(),
         router: router.expect("no issues means the router compiled"),
@@ -408,6 +414,33 @@ impl Compiler {
             upstream_keepalive,
             grace_period: file.server.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
             trusted_proxies: file.server.trusted_proxies.clone(),
+            max_connections: match file.server.max_connections {
+                Some(0) => {
+                    self.issue("server.max_connections", "must be at least 1: `0`");
+                    None
+                }
+                n => n,
+            },
+        }
+    }
+
+    fn limits(&mut self, file: &GatewayFile) -> HeadLimits {
+        let s = &file.limits;
+        let d = HeadLimits::default();
+        let mut pick = |key: &str, v: Option<usize>, default: usize, min: usize| match v {
+            Some(n) if n < min => {
+                self.issue(format!("limits.{key}"), format!("must be at least {min}: `{n}`"));
+                default
+            }
+            Some(n) => n,
+            None => default,
+        };
+        HeadLimits {
+            // The shortest registry request line, `GET /v2/ HTTP/1.1`.
+            request_line: pick("request_line", s.request_line.map(|b| b.0), d.request_line, 64),
+            header_line: pick("header_line", s.header_line.map(|b| b.0), d.header_line, 64),
+            header_block: pick("header_block", s.header_block.map(|b| b.0), d.header_block, 256),
+            headers: pick("headers", s.headers, d.headers, 4),
         }
     }
 

@@ -69,6 +69,57 @@ where
     text.parse().map_err(de::Error::custom)
 }
 
+/// A number of bytes: `8192`, `8KiB` / `8k`, `1MiB` / `1m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let bad = || {
+            format!("invalid size `{text}`: expected a number of bytes, or one with a unit such as `8KiB` or `1MiB`")
+        };
+        let n: usize = digits.parse().map_err(|_| bad())?;
+        let scale = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(scale).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as `8KiB` or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                usize::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("size `{v}` is too large")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                usize::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("invalid size `{v}`: must not be negative")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A socket address to listen on, such as `0.0.0.0:5000` or `[::]:443`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenAddress(pub SocketAddr);
