@@ -12,6 +12,7 @@ pub mod allocator;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod connections;
 pub mod explain;
 pub mod head_checks;
 pub mod listeners;

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use pingora::apps::HttpServerApp;
+use pingora::apps::ServerApp;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::ALPN;
 use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
@@ -53,7 +53,7 @@ pub fn describe(l: &Listener) -> String {
 }
 
 /// Adds every listener of the config to the service.
-pub fn add_all<A: HttpServerApp + Send + Sync + 'static>(service: &mut Service<A>, config: &GatewayConfig) {
+pub fn add_all<A: ServerApp + Send + Sync + 'static>(service: &mut Service<A>, config: &GatewayConfig) {
     for l in &config.listeners {
         let addr = l.address.to_string();
         match &l.tls {

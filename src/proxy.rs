@@ -182,6 +182,7 @@ impl ProxyHttp for RegistryProxy {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        crate::connections::head_complete();
         let t = &self.config.timeouts;
         let downstream = session.as_downstream_mut();
         downstream.set_read_timeout(Some(t.client_read));

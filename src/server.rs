@@ -22,6 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::access_log;
 use crate::config::GatewayConfig;
+use crate::connections::{self, ConnectionLimits, GuardedApp};
 use crate::listeners;
 use crate::metrics::{
     self,
@@ -105,14 +106,22 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        RegistryProxy::new(config.clone()),
-        "registry-gateway",
+    let mut app = pingora::proxy::http_proxy(&server.configuration, RegistryProxy::new(config.clone()));
+    app.h2_options = Some(listeners::h2_options());
+    let limits = ConnectionLimits {
+        max_connections: config
+            .server
+            .max_connections
+            .unwrap_or_else(connections::default_max_connections),
+        client_header: config.timeouts.client_header,
+        keepalive: config.timeouts.keepalive,
+    };
+    log::info!(
+        "client connections: at most {} open, request heads within {:?}",
+        limits.max_connections,
+        limits.client_header
     );
-    if let Some(app) = proxy.app_logic_mut() {
-        app.h2_options = Some(listeners::h2_options());
-    }
+    let mut proxy = Service::new("registry-gateway".to_owned(), GuardedApp::new(app, limits));
     listeners::add_all(&mut proxy, &config);
     log::info!("virtual registries: {}", describe_registries(&config));
     for w in &config.warnings {

@@ -362,3 +362,94 @@ fn a_silent_upstream_gets_504_after_upstream_header_while_uploads_keep_waiting()
     let rsp = Request::get("/v2/").send(gateway.addr());
     assert_json_error(&rsp, 504, "GATEWAY_TIMEOUT");
 }
+
+// ---- connections: a whole-head deadline and a cap on open connections
+
+#[test]
+fn a_head_trickled_byte_by_byte_is_cut_at_client_header() {
+    let registry = Registry::start();
+    let gateway = Gateway::start(&GatewayConfig::for_upstream(&registry).timeout("client_header", "2s"));
+    let addr = gateway.addr();
+    let head = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nX-Slow: {}\r\n\r\n",
+        "s".repeat(100)
+    );
+    let mut conn = Conn::open(addr);
+    let started = std::time::Instant::now();
+    let mut closed_after = None;
+    // One byte every 100 ms: each read is quick, the head never finishes
+    // within 2 s (it needs about 13 s).
+    for b in head.as_bytes() {
+        if conn.try_send(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if started.elapsed() > std::time::Duration::from_secs(8) {
+            break;
+        }
+    }
+    let closed_after = closed_after.unwrap_or_else(|| {
+        // Writes may still be buffered: the read side says it is closed.
+        conn.set_read_timeout(std::time::Duration::from_secs(2));
+        assert!(
+            conn.read_to_end().is_ok_and(|r| r.is_empty()),
+            "connection still open after the deadline"
+        );
+        started.elapsed()
+    });
+    assert!(
+        closed_after < std::time::Duration::from_secs(10),
+        "closed after {closed_after:?}"
+    );
+    let text = scrape(gateway.metrics_addr());
+    assert_eq!(
+        sample(&text, "registry_gateway_client_header_timeouts_total", &[]),
+        1.0,
+        "{text}"
+    );
+    // A prompt client on the same gateway is served, twice on one connection.
+    let mut conn = Conn::open(addr);
+    for _ in 0..2 {
+        let rsp = Request::get("/v2/").keep_alive().send_on(&mut conn);
+        assert_eq!(rsp.status, 200, "{}", rsp.describe());
+    }
+}
+
+#[test]
+fn connections_past_max_connections_get_503_and_a_freed_slot_is_reused() {
+    let registry = Registry::start();
+    let config = GatewayConfig::for_upstream(&registry);
+    let yaml = config
+        .to_yaml()
+        .replacen("server:\n", "server:\n  max_connections: 3\n", 1);
+    let gateway = Gateway::start_yaml(&yaml, config.listen_addr());
+    let addr = gateway.addr();
+    // Three clients hold connections open (one request each, kept alive).
+    let mut held: Vec<Conn> = (0..3)
+        .map(|_| {
+            let mut c = Conn::open(addr);
+            let rsp = Request::get("/v2/").keep_alive().send_on(&mut c);
+            assert_eq!(rsp.status, 200, "{}", rsp.describe());
+            c
+        })
+        .collect();
+    let rsp = Request::get("/v2/").send(addr);
+    assert_json_error(&rsp, 503, "UNAVAILABLE");
+    assert_eq!(rsp.header("retry-after"), Some("1"), "{}", rsp.describe());
+    let text = scrape(gateway.metrics_addr());
+    assert!(
+        sample(&text, "registry_gateway_client_connections_refused_total", &[]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(sample(&text, "registry_gateway_client_connections", &[]), 3.0, "{text}");
+    // One leaves: the next client gets in.
+    held.pop().unwrap().abort();
+    let served = wait_until(std::time::Duration::from_secs(5), || {
+        Request::get("/v2/").try_send(addr).is_ok_and(|r| r.status == 200)
+    });
+    assert!(served, "no slot after a client left");
+    // The held connections still work.
+    let rsp = Request::get("/v2/").keep_alive().send_on(&mut held[0]);
+    assert_eq!(rsp.status, 200, "{}", rsp.describe());
+}

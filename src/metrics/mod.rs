@@ -6,7 +6,10 @@
 //! per (virtual registry, operation, status class) on first use and kept in
 //! [`RegistryMetrics`], so recording a request is a few atomic adds.
 
+mod connections;
 pub mod endpoint;
+
+pub use connections::{client_header_timeout, connection_closed, connection_opened, connection_refused};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -147,6 +150,7 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
 /// the collector of the process-wide counters.
 pub fn init(tls: Vec<(String, Arc<TlsStats>)>) {
     LazyLock::force(&FAMILIES);
+    connections::init();
     register(RuntimeCollector::new(tls));
 }
 
