@@ -23,7 +23,7 @@ case "$mode" in
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
       htpasswd:apache2-utils openssl:openssl wrk:wrk hey:hey /usr/sbin/nginx:nginx-light /usr/bin/time:time
-      valgrind:valgrind)
+      valgrind:valgrind /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests)
     ;;
   *) echo "usage: $0 [run|try|test|bench]" >&2; exit 2 ;;
 esac

@@ -185,6 +185,9 @@ impl ProxyHttp for RegistryProxy {
         crate::connections::head_complete();
         let t = &self.config.timeouts;
         let downstream = session.as_downstream_mut();
+        // Pipelined HTTP/1.1 requests are answered in order rather than
+        // dropped after the first (Pingora's default).
+        downstream.set_pipelining_enabled(true);
         downstream.set_read_timeout(Some(t.client_read));
         downstream.set_write_timeout(Some(t.client_write));
         if downstream.get_keepalive().is_some() {

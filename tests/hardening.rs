@@ -453,3 +453,34 @@ fn connections_past_max_connections_get_503_and_a_freed_slot_is_reused() {
     let rsp = Request::get("/v2/").keep_alive().send_on(&mut held[0]);
     assert_eq!(rsp.status, 200, "{}", rsp.describe());
 }
+
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    let registry = Registry::start();
+    let digest = registry.push_blob("hardening/pipe", b"pipelined blob");
+    let gateway = Gateway::start(&GatewayConfig::for_upstream(&registry));
+    let addr = gateway.addr();
+    let reqs = [
+        Request::get("/v2/").keep_alive(),
+        Request::head(&format!("/v2/hardening/pipe/blobs/{digest}")).keep_alive(),
+        Request::get(&format!("/v2/hardening/pipe/blobs/{digest}")).keep_alive(),
+        Request::get("/v2/hardening/none/manifests/x"),
+    ];
+    let mut bytes = Vec::new();
+    for r in &reqs {
+        bytes.extend(r.to_bytes(addr));
+    }
+    let mut conn = Conn::open(addr);
+    conn.send(&bytes);
+    let statuses: Vec<u16> = reqs
+        .iter()
+        .map(|r| {
+            let rsp = conn.read_response(r.method());
+            if r.method() == "GET" && rsp.status == 200 && rsp.body_text().contains("pipelined") {
+                assert_eq!(rsp.body, b"pipelined blob");
+            }
+            rsp.status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 404]);
+}

@@ -792,8 +792,28 @@ pub fn summary(c: &GatewayConfig) -> String {
     let t = &c.timeouts;
     let _ = writeln!(
         out,
-        "timeouts: connect {:?}, upstream read/write {:?}/{:?}, client read/write {:?}/{:?}, keepalive {:?}",
-        t.connect, t.upstream_read, t.upstream_write, t.client_read, t.client_write, t.keepalive
+        "timeouts: connect {:?}, upstream header {:?}, upstream read/write {:?}/{:?}, client header {:?}, \
+         client read/write {:?}/{:?}, keepalive {:?}",
+        t.connect,
+        t.upstream_header,
+        t.upstream_read,
+        t.upstream_write,
+        t.client_header,
+        t.client_read,
+        t.client_write,
+        t.keepalive
+    );
+    let l = &c.limits;
+    let _ = writeln!(
+        out,
+        "request heads: line {} B, header line {} B, head {} B, {} headers; client connections: {}",
+        l.request_line,
+        l.header_line,
+        l.header_block,
+        l.headers,
+        c.server
+            .max_connections
+            .map_or("half the descriptor limit, at most 10000".to_owned(), |n| n.to_string())
     );
     let _ = writeln!(
         out,

@@ -282,3 +282,41 @@ fn registries_past_the_label_limit_share_one_metrics_label() {
     let labels: Vec<&str> = c.registries.iter().map(|r| r.metrics.label()).collect();
     assert_eq!(labels, ["r3", "r2", "other", "other", "other"]);
 }
+
+#[test]
+fn head_limits_connection_cap_and_header_timeouts_parse_and_are_checked() {
+    let c = parse(&format!(
+        "{GOOD}limits:\n  request_line: 4KiB\n  header_line: 2048\n  header_block: 1m\n  headers: 50\n\
+         server:\n  max_connections: 500\ntimeouts:\n  client_header: 10s\n  upstream_header: 2m\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.limits,
+        HeadLimits {
+            request_line: 4096,
+            header_line: 2048,
+            header_block: 1 << 20,
+            headers: 50
+        }
+    );
+    assert_eq!(c.server.max_connections, Some(500));
+    assert_eq!(c.timeouts.client_header, Duration::from_secs(10));
+    assert_eq!(c.timeouts.upstream_header, Duration::from_secs(120));
+    let defaults = parse(GOOD).unwrap();
+    assert_eq!(defaults.limits, HeadLimits::default());
+    assert_eq!(defaults.server.max_connections, None);
+
+    let e = error_of(&format!("{GOOD}limits:\n  request_line: 8XB\n"));
+    assert!(
+        e.contains("limits.request_line") && e.contains("`8XB`") && e.contains("line"),
+        "{e}"
+    );
+    let e = error_of(&format!("{GOOD}limits:\n  headers: 0\n"));
+    assert!(e.contains("limits.headers") && e.contains("`0`"), "{e}");
+    let e = error_of(&format!("{GOOD}server:\n  max_connections: 0\n"));
+    assert!(e.contains("server.max_connections"), "{e}");
+    let e = error_of(&format!("{GOOD}timeouts:\n  client_header: 0s\n"));
+    assert!(e.contains("timeouts.client_header"), "{e}");
+    let e = error_of(&format!("{GOOD}limits:\n  header_lines: 5\n"));
+    assert!(e.contains("header_lines"), "{e}");
+}
