@@ -71,3 +71,29 @@ wait_up() { # url pid name [curl options...]
   done
   die "$3 did not answer on $1"
 }
+
+# registry:2 on a free port with storage under $tmp, logging turned down so
+# the shared backend spends its CPU on serving; sets reg_port.
+start_registry() {
+  reg_port="$(free_port)"
+  mkdir -p "$tmp/registry-data"
+  cat >"$tmp/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $tmp/registry-data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$reg_port
+EOF
+  docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
+  pids+=($!)
+  wait_up "http://127.0.0.1:$reg_port/v2/" "${pids[-1]}" registry
+}

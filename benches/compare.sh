@@ -80,27 +80,7 @@ declare -A cpu_pids=() # endpoint -> proxy pids whose CPU is counted
 # turned down so the shared backend spends as little CPU as possible on
 # things that are not proxying.
 if ((need_registry)); then
-  reg_port="$(free_port)"
-  mkdir -p "$tmp/registry-data"
-  cat >"$tmp/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/registry-data
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$reg_port
-EOF
-  docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
-  pids+=($!)
-  wait_up "http://127.0.0.1:$reg_port/v2/" "${pids[-1]}" registry
+  start_registry
   url[direct]="http://127.0.0.1:$reg_port"
 fi
 

@@ -15,22 +15,7 @@ duration="${1:-${DURATION:-300}}"
 bench_start
 [[ -f /usr/lib/python3/dist-packages/requests/__init__.py ]] || die "python3-requests is missing: apt-get install -y python3-requests"
 
-reg_port="$(free_port)"
-cat >"$tmp/registry.yml" <<YAML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $tmp/registry-data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$reg_port
-YAML
-docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
-pids+=($!)
-wait_up "http://127.0.0.1:$reg_port/v2/" "${pids[-1]}" registry
+start_registry
 
 htpasswd -nbB -C 4 soak soak-pw >"$tmp/users"
 gw_port="$(free_port)"
