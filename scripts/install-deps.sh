@@ -31,7 +31,7 @@ esac
 missing=()
 for entry in "${wanted[@]}"; do
   probe="${entry%%:*}" pkg="${entry#*:}"
-  if [[ "$probe" == /* ]]; then [[ -x "$probe" ]] && continue
+  if [[ "$probe" == /* ]]; then [[ -e "$probe" ]] && continue
   else command -v "$probe" >/dev/null 2>&1 && continue
   fi
   # Any nginx flavour (nginx, nginx-full, ...) will do for the benchmark.
