@@ -11,7 +11,34 @@ use tempfile::TempDir;
 use super::registry::Registry;
 use super::{free_addr, says_address_in_use, tail, wait_until};
 
-pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_registry-gateway");
+/// The binary under test: the one cargo built for these tests, or the one
+/// `REGISTRY_GATEWAY_BIN` names (to run the suite against another build,
+/// e.g. an older commit's, and see which tests it fails).
+pub const GATEWAY_BIN: GatewayBin = GatewayBin;
+
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayBin;
+
+impl GatewayBin {
+    pub fn path(self) -> &'static str {
+        static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PATH.get_or_init(|| {
+            std::env::var("REGISTRY_GATEWAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_registry-gateway").to_string())
+        })
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for GatewayBin {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        std::ffi::OsStr::new(self.path())
+    }
+}
+
+impl std::fmt::Display for GatewayBin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.path())
+    }
+}
 
 /// Builder for a `gateway.yaml` with one listener on a free port, one
 /// upstream and one default registry.
