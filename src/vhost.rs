@@ -117,7 +117,17 @@ impl HostRouter {
                 regex_rules.push(i);
             }
         }
-        let regex_set = RegexSet::new(&patterns).expect("each pattern compiled on its own");
+        // Patterns that compile alone can still be too large together.
+        let regex_set = RegexSet::new(&patterns).map_err(|source| {
+            let last = *regex_rules.last().expect("a set that fails has patterns");
+            (
+                last,
+                BadRegex {
+                    pattern: format!("all {} host_regex patterns together", patterns.len()),
+                    source,
+                },
+            )
+        })?;
         let default = rules.iter().position(|r| r.default);
         Ok(HostRouter {
             rules,
@@ -218,6 +228,19 @@ mod tests {
             ports: ports.to_vec(),
             default,
         }
+    }
+
+    #[test]
+    fn patterns_too_large_together_are_an_error_not_a_panic() {
+        let rule = |p: &str| HostRule {
+            hosts: vec![],
+            host_regex: Some(p.to_owned()),
+            ports: vec![],
+            default: false,
+        };
+        let err = HostRouter::new(vec![rule(r"\w{200}"), rule(r"\w{200}x")]).unwrap_err();
+        assert_eq!(err.0, 1);
+        assert!(err.1.to_string().contains("together"), "{}", err.1);
     }
 
     #[test]
