@@ -15,9 +15,11 @@
 # Works on the stable toolchain: cargo-fuzz passes nightly-only flags, which
 # RUSTC_BOOTSTRAP=1 lets stable rustc accept.
 #
-# Prints `TARGET executions=N crashes=M` per target; exits 1 when any
-# target has files in artifacts/TARGET/ (crashes, timeouts, OOMs, from this
-# run or an earlier one not yet triaged).
+# Before fuzzing, each target replays the inputs in regressions/TARGET/
+# (crashes found and fixed before). Prints `TARGET executions=N crashes=M`
+# per target; exits 1 when a regression input fails again or any target has
+# files in artifacts/TARGET/ (crashes, timeouts, OOMs, from this run or an
+# earlier one not yet triaged).
 set -euo pipefail
 
 usage() {
@@ -61,9 +63,14 @@ cargo fuzz build -s "$sanitizer" --target-dir "$target_dir"
 bin_dir=$target_dir/$triple/release
 
 mkdir -p logs
+rm -f logs/*.regressions-failed
 run_target() {
     local t=$1
     mkdir -p "corpus/$t" "artifacts/$t"
+    if compgen -G "regressions/$t/*" >/dev/null; then
+        "$bin_dir/$t" regressions/"$t"/* >"logs/$t.regressions.log" 2>&1 ||
+            touch "logs/$t.regressions-failed"
+    fi
     local seeds=()
     [[ -d seeds/$t ]] && seeds=("seeds/$t")
     local dict=()
@@ -97,6 +104,10 @@ for t in $targets; do
     if [[ $crashes -gt 0 ]]; then
         failed=1
         find "artifacts/$t" -type f | sed 's/^/  /' >&2
+    fi
+    if [[ -e logs/$t.regressions-failed ]]; then
+        failed=1
+        echo "  $t: an input in fuzz/regressions/$t/ fails again; see fuzz/logs/$t.regressions.log" >&2
     fi
     if [[ -z $execs ]]; then
         echo "  $t: no final stats; see fuzz/logs/$t.log" >&2
