@@ -26,12 +26,6 @@ pub const API_VERSION_TITLE: &str = "Docker-Distribution-Api-Version";
 pub const API_VERSION_VALUE: HeaderValue = HeaderValue::from_static("registry/2.0");
 
 /// Forwarding headers of other proxies that an untrusted client may not set.
-const UNTRUSTED_ONLY: [HeaderName; 4] = [
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-prefix"),
-    HeaderName::from_static("x-forwarded-server"),
-    HeaderName::from_static("x-forwarded-ssl"),
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -144,7 +138,16 @@ pub fn prepare_upstream_request(
     if req.headers.keys().any(is_forwarding_header) {
         req.remove_header(&FORWARDED);
         if !view.trusted {
-            for name in UNTRUSTED_ONLY {
+            // Every X-Forwarded-* of an untrusted client goes, including
+            // spellings no list names (X-Forwarded-Scheme, ...); the ones
+            // the gateway vouches for are set again below.
+            let names: Vec<HeaderName> = req
+                .headers
+                .keys()
+                .filter(|n| is_forwarding_header(n))
+                .cloned()
+                .collect();
+            for name in names {
                 req.remove_header(&name);
             }
         }
@@ -410,6 +413,8 @@ mod tests {
             ("X-Forwarded-Proto", "https"),
             ("X-Forwarded-For", "6.6.6.6"),
             ("X-Forwarded-Port", "443"),
+            ("X-Forwarded-Scheme", "https"),
+            ("X-Forwarded-Uri", "/admin"),
             ("X-Real-IP", "6.6.6.6"),
         ]);
         let view = ClientView::from_request(&req, ip("10.1.2.3"), Scheme::Http, false);
@@ -418,6 +423,12 @@ mod tests {
         prepare_upstream_request(&mut req, &view, HostHeaderMode::Client, &up);
         assert_eq!(header(&req, "forwarded"), None);
         assert_eq!(header(&req, "x-forwarded-port"), None);
+        assert_eq!(
+            header(&req, "x-forwarded-scheme"),
+            None,
+            "found by fuzzing forwarding_headers"
+        );
+        assert_eq!(header(&req, "x-forwarded-uri"), None);
         assert_eq!(header(&req, "host"), Some("gw.example:5000"));
         assert_eq!(header(&req, "x-forwarded-host"), Some("gw.example:5000"));
         assert_eq!(header(&req, "x-forwarded-proto"), Some("http"));
