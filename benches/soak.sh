@@ -50,8 +50,16 @@ log "warm-up (20 s), then ${duration} s of mixed traffic"
 /usr/bin/python3 benches/soak/drive.py 127.0.0.1 "$gw_port" soak soak-pw 20 >"$tmp/warmup.json" ||
   die "warm-up driver failed: $(cat "$tmp/warmup.json")"
 start_row="$(sample "start (after warm-up)")"
+# RSS every minute during the load: a plateau and a leak look different.
+(
+  while sleep 60; do
+    awk '/^VmRSS/ { printf "%d ", $2 / 1024 }' "/proc/$gw_pid/status" 2>/dev/null || exit 0
+  done
+) >"$tmp/rss-per-minute" &
+sampler=$!
 /usr/bin/python3 benches/soak/drive.py 127.0.0.1 "$gw_port" soak soak-pw "$duration" >"$tmp/soak.json" ||
   die "driver failed: $(cat "$tmp/soak.json")"
+kill "$sampler" 2>/dev/null || true
 end_row="$(sample "end of load")"
 sleep 10
 idle_row="$(sample "idle 10 s later")"
@@ -76,6 +84,8 @@ echo "|---|---:|---:|"
 echo "$start_row"
 echo "$end_row"
 echo "$idle_row"
+echo
+echo "RSS each minute of the load (MiB): $(cat "$tmp/rss-per-minute")"
 warnings="$(grep -c -E 'WARN|ERROR' "$tmp/gateway.log" || true)"
 echo
 echo "gateway log: $warnings warning/error lines"
