@@ -59,14 +59,17 @@ impl<A> GuardedApp<A> {
     }
 
     fn admit(&self) -> Option<OpenSlot<'_, A>> {
-        let n = self.open.fetch_add(1, Ordering::AcqRel);
-        let slot = OpenSlot(self);
-        if n >= self.limits.max_connections {
+        let max = self.limits.max_connections;
+        if self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_err()
+        {
             metrics::connection_refused();
             return None;
         }
         metrics::connection_opened();
-        Some(slot)
+        Some(OpenSlot(self))
     }
 }
 
@@ -75,10 +78,8 @@ struct OpenSlot<'a, A>(&'a GuardedApp<A>);
 
 impl<A> Drop for OpenSlot<'_, A> {
     fn drop(&mut self) {
-        let before = self.0.open.fetch_sub(1, Ordering::AcqRel);
-        if before <= self.0.limits.max_connections {
-            metrics::connection_closed();
-        }
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        metrics::connection_closed();
     }
 }
 
