@@ -134,7 +134,11 @@ pub fn classify<'a>(method: &Method, route: Option<Route>, path: &'a str) -> Reg
             "",
         );
     }
-    let rest = &rest[1..];
+    // Routing only lets `/v2` and `/v2/...` through; anything else is not
+    // a registry operation (and slicing past a multi-byte char would panic).
+    let Some(rest) = rest.strip_prefix('/') else {
+        return RegistryRequest::other();
+    };
     if rest == "_catalog" {
         let op = if is_read(method) {
             Operation::Catalog
@@ -284,6 +288,17 @@ mod tests {
             ("GET", "/admin"),
         ] {
             assert_eq!(op(m, p).0, Operation::Other, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn a_path_that_only_starts_with_v2_is_other() {
+        for path in ["/v2\u{e9}", "/v2x/y/manifests/z", "/v2.."] {
+            assert_eq!(
+                classify(&Method::GET, Some(Route::V2), path).operation,
+                Operation::Other,
+                "{path}"
+            );
         }
     }
 
