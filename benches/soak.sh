@@ -6,6 +6,7 @@
 # They must be flat. Not part of the test suite.
 #
 # Usage: benches/soak.sh [SECONDS]   (default 300; DURATION=... works too)
+#   KINDS=push,pull,wrong_password,abort: only these kinds of traffic
 #   GATEWAY_BIN=path: soak that binary instead of building one
 BENCH_NAME=soak
 # shellcheck source=benches/common.sh
@@ -65,7 +66,7 @@ sleep 10
 idle_row="$(sample "idle 10 s later")"
 kill -0 "$gw_pid" 2>/dev/null || die "the gateway died: $(tail -n 20 "$tmp/gateway.log")"
 
-echo "## Soak: ${duration} s of mixed traffic through the gateway into registry:2"
+echo "## Soak: ${duration} s of ${KINDS:-mixed} traffic through the gateway into registry:2"
 echo
 echo "$(nproc) cores, $(date -u +%F). Requests and unexpected answers per kind:"
 echo

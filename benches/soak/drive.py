@@ -7,6 +7,8 @@ address, and uploads aborted halfway. Every unexpected status or error is
 counted. Prints one JSON line with counts per kind.
 
 Usage: drive.py HOST PORT USER PASSWORD DURATION
+  KINDS=push,pull,wrong_password,abort  only these kinds (default: all;
+  pull also does the HEADs)
 """
 import hashlib
 import json
@@ -135,9 +137,19 @@ def aborter():
         time.sleep(0.05)
 
 
-threads = [threading.Thread(target=pusher, args=(i,)) for i in range(2)]
-threads += [threading.Thread(target=puller, args=(i,)) for i in range(3)]
-threads += [threading.Thread(target=wrong_password), threading.Thread(target=aborter)]
+kinds = set(filter(None, os.environ.get("KINDS", "push,pull,wrong_password,abort").split(",")))
+unknown = kinds - {"push", "pull", "wrong_password", "abort"}
+if unknown or not kinds:
+    sys.exit(f"KINDS: unknown kind(s) {sorted(unknown)}; use push, pull, wrong_password, abort")
+threads = []
+if "push" in kinds:
+    threads += [threading.Thread(target=pusher, args=(i,)) for i in range(2)]
+if "pull" in kinds:
+    threads += [threading.Thread(target=puller, args=(i,)) for i in range(3)]
+if "wrong_password" in kinds:
+    threads.append(threading.Thread(target=wrong_password))
+if "abort" in kinds:
+    threads.append(threading.Thread(target=aborter))
 for t in threads:
     t.start()
 for t in threads:
