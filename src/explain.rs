@@ -5,11 +5,11 @@ use std::fmt::Write;
 
 use http::Method;
 
-use crate::config::GatewayConfig;
 use crate::routing::{self, PathRejection, Route};
+use crate::runtime::Snapshot;
 use crate::vhost::Why;
 
-pub fn route(config: &GatewayConfig, host: &str, path: &str, port: Option<u16>, method: &str) -> String {
+pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, method: &str) -> String {
     let mut out = String::new();
     let path_only = path.split('?').next().unwrap_or(path);
     let Some((registry, why)) = config.registry_for(Some(host), port) else {

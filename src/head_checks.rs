@@ -11,30 +11,7 @@ use http::Method;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
-/// Bounds on one request head (nginx: `large_client_header_buffers 4 8k`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeadLimits {
-    /// Method, target and version: 414 past this.
-    pub request_line: usize,
-    /// One `name: value` line: 431 past this.
-    pub header_line: usize,
-    /// The whole head: 431 past this.
-    pub header_block: usize,
-    /// Number of header lines: 431 past this.
-    pub headers: usize,
-}
-
-impl Default for HeadLimits {
-    fn default() -> Self {
-        // No registry name, digest or JWT comes near these.
-        HeadLimits {
-            request_line: 8 << 10,
-            header_line: 16 << 10,
-            header_block: 64 << 10,
-            headers: 100,
-        }
-    }
-}
+pub use crate::config::HeadLimits;
 
 /// Why a head is refused; each maps to one reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,6 +25,7 @@ pub mod reload;
 pub mod reply;
 pub mod rewrite;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod upstream;

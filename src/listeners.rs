@@ -9,8 +9,30 @@ use pingora::protocols::ALPN;
 use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
 use pingora::services::listening::Service;
 
-use crate::config::{GatewayConfig, Listener};
-use crate::tls::HandshakeCounter;
+use std::sync::Arc;
+
+use crate::tls::{HandshakeCounter, SniResolver};
+
+/// A listening socket of the gateway.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: Option<TlsListener>,
+    /// Plain listener answering every request with a redirect to this
+    /// HTTPS port.
+    pub redirect_to_https: Option<u16>,
+}
+
+/// The TLS side of a listener.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Kept for the process's life: a reload gives it new certificates.
+    pub certificates: Arc<SniResolver>,
+    pub http2: bool,
+    /// 421 for requests whose Host would get another certificate than SNI did.
+    pub reject_misdirected: bool,
+}
 
 /// HTTP/2 flow-control windows. Pingora's defaults (64 KiB) cap a single
 /// upload stream near 100 MB/s on loopback and far lower over a WAN (a
@@ -52,9 +74,9 @@ pub fn describe(l: &Listener) -> String {
     }
 }
 
-/// Adds every listener of the config to the service.
-pub fn add_all<A: ServerApp + Send + Sync + 'static>(service: &mut Service<A>, config: &GatewayConfig) {
-    for l in &config.listeners {
+/// Adds every listener to the service.
+pub fn add_all<A: ServerApp + Send + Sync + 'static>(service: &mut Service<A>, listeners: &[Listener]) {
+    for l in listeners {
         let addr = l.address.to_string();
         match &l.tls {
             None => service.add_tcp(&addr),

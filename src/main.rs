@@ -2,8 +2,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use registry_gateway::config::GatewayConfig;
 use registry_gateway::passwd::{self, PasswdError};
+use registry_gateway::runtime::Snapshot;
 
 // mimalloc: Pingora allocates many small objects per request; this cuts
 // per-request CPU measurably over glibc malloc.
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         };
     }
 
-    let config = match GatewayConfig::load(&cli.config) {
+    let config = match Snapshot::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             for line in e.lines() {
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => {
-            print!("{}", registry_gateway::config::summary(&config));
+            print!("{}", registry_gateway::runtime::summary(&config));
             println!("{}: configuration OK", config.source.display());
             ExitCode::SUCCESS
         }

@@ -3,7 +3,7 @@
 //! need in [`RequestCtx`], so nothing is parsed twice.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -22,45 +22,32 @@ use http::HeaderValue;
 use http::header::AUTHORIZATION;
 
 use crate::access_log;
-use crate::auth::{AuthOutcome, AuthPolicy, Authenticator};
+use crate::auth::{AuthOutcome, AuthPolicy};
 use crate::body::BodyCoalescer;
-use crate::config::GatewayConfig;
 use crate::head_checks;
-use crate::listeners::RedirectTable;
-use crate::metrics::{self, AuthResult, RegistryMetrics, RequestRecord, UpstreamFailure};
+use crate::metrics::{self, AuthResult, IN_FLIGHT, RegistryMetrics, RequestRecord, UpstreamFailure};
 use crate::operation::{self, RegistryRequest};
 use crate::reply::ErrorReply;
 use crate::rewrite::{self, ClientView, Scheme};
-use crate::routing::{self, Route, VirtualRegistry};
+use crate::routing::{self, Route};
+use crate::runtime::{Current, Snapshot};
 use crate::tls::SniBinding;
 use crate::upstream::Upstream;
-use crate::vhost::normalize_host;
-
-/// Requests currently between their first and last phase; SIGTERM waits
-/// for this to reach zero.
-pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+use crate::vhost::{VirtualRegistry, normalize_host};
 
 pub struct RegistryProxy {
-    config: Arc<GatewayConfig>,
-    auth: Authenticator,
-    redirects: RedirectTable,
+    current: Arc<Current>,
 }
 
 impl RegistryProxy {
-    pub fn new(config: Arc<GatewayConfig>) -> Self {
-        let auth = Authenticator::new(config.auth_limits);
-        let redirects = RedirectTable::new(&config.listeners);
-        RegistryProxy {
-            config,
-            auth,
-            redirects,
-        }
+    pub fn new(current: Arc<Current>) -> Self {
+        RegistryProxy { current }
     }
 
     /// Answers requests on redirecting listeners; `Ok(true)` when it did.
-    async fn redirect_to_https(&self, session: &mut Session) -> Result<bool> {
+    async fn redirect_to_https(snapshot: &Snapshot, session: &mut Session) -> Result<bool> {
         let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-        let Some(port) = local.and_then(|a| self.redirects.https_port(a)) else {
+        let Some(port) = local.and_then(|a| snapshot.redirects.https_port(a)) else {
             return Ok(false);
         };
         let req = session.req_header();
@@ -79,7 +66,6 @@ impl RegistryProxy {
     /// `Ok(true)` when the request may go on; otherwise the answer
     /// (401 or 429) has been sent.
     async fn authorize(
-        &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         policy: &AuthPolicy,
@@ -87,7 +73,7 @@ impl RegistryProxy {
         v2: bool,
     ) -> Result<bool> {
         let authorization = session.req_header().headers.get(AUTHORIZATION).cloned();
-        match self.auth.check(policy, authorization.as_ref(), ip).await {
+        match ctx.snapshot.auth.check(policy, authorization.as_ref(), ip).await {
             AuthOutcome::Allowed { user } => {
                 metrics::auth_outcome(AuthResult::Success);
                 ctx.user = Some(user);
@@ -112,15 +98,21 @@ impl RegistryProxy {
         }
     }
 
-    fn registry_for(&self, view: &ClientView, session: &Session) -> Option<&Arc<VirtualRegistry>> {
+    fn registry_for<'s>(
+        snapshot: &'s Snapshot,
+        view: &ClientView,
+        session: &Session,
+    ) -> Option<&'s Arc<VirtualRegistry>> {
         let authority = view.authority.as_ref().and_then(|a| a.to_str().ok());
         let port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
-        self.config.registry_for(authority, port).map(|(r, _)| r)
+        snapshot.registry_for(authority, port).map(|(r, _)| r)
     }
 }
 
 /// What earlier phases learned about the request.
 pub struct RequestCtx {
+    /// The configuration this request started with, kept to its end.
+    snapshot: Arc<Snapshot>,
     started: Instant,
     route: Option<Route>,
     registry: Option<Arc<VirtualRegistry>>,
@@ -166,6 +158,7 @@ impl ProxyHttp for RegistryProxy {
     fn new_ctx(&self) -> RequestCtx {
         IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
         RequestCtx {
+            snapshot: self.current.get(),
             started: Instant::now(),
             route: None,
             registry: None,
@@ -181,9 +174,9 @@ impl ProxyHttp for RegistryProxy {
     // digests must survive byte for byte.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         crate::connections::head_complete();
-        let t = &self.config.timeouts;
+        let t = &ctx.snapshot.timeouts;
         let downstream = session.as_downstream_mut();
         // Pipelined HTTP/1.1 requests are answered in order rather than
         // dropped after the first (Pingora's default).
@@ -199,12 +192,12 @@ impl ProxyHttp for RegistryProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let downstream = session.as_downstream();
         let raw_head = downstream.as_http1().map(|h1| h1.get_headers_raw_bytes());
-        if let Err(rejection) = head_checks::check(session.req_header(), raw_head.as_deref(), &self.config.limits) {
+        if let Err(rejection) = head_checks::check(session.req_header(), raw_head.as_deref(), &ctx.snapshot.limits) {
             let v2 = session.req_header().uri.path().starts_with("/v2");
             ErrorReply::from(rejection).send(session, v2).await?;
             return Ok(true);
         }
-        if !self.redirects.is_empty() && self.redirect_to_https(session).await? {
+        if !ctx.snapshot.redirects.is_empty() && Self::redirect_to_https(&ctx.snapshot, session).await? {
             return Ok(true);
         }
         let req = session.req_header();
@@ -223,13 +216,13 @@ impl ProxyHttp for RegistryProxy {
             return Ok(true);
         }
         let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let trusted = ip.is_some_and(|ip| self.config.is_trusted_proxy(ip));
+        let trusted = ip.is_some_and(|ip| ctx.snapshot.is_trusted_proxy(ip));
         let view = ClientView::from_request(req, ip, connection_scheme(session), trusted);
         if is_misdirected(session, &view) {
             ErrorReply::Misdirected.send(session, v2).await?;
             return Ok(true);
         }
-        let Some(registry) = self.registry_for(&view, session).cloned() else {
+        let Some(registry) = Self::registry_for(&ctx.snapshot, &view, session).cloned() else {
             ErrorReply::NoRegistry.send(session, v2).await?;
             return Ok(true);
         };
@@ -242,7 +235,8 @@ impl ProxyHttp for RegistryProxy {
         if let Some(policy) = &target.auth {
             // Decided on the same checked path routing used: no other
             // spelling of a path can reach the upstream unauthenticated.
-            if policy.applies_to(&session.req_header().method) && !self.authorize(session, ctx, policy, ip, v2).await? {
+            if policy.applies_to(&session.req_header().method) && !Self::authorize(session, ctx, policy, ip, v2).await?
+            {
                 ctx.registry = Some(registry);
                 return Ok(true);
             }

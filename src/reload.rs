@@ -1,5 +1,5 @@
-//! Files the gateway re-reads without a restart (htpasswd files,
-//! certificates): polled for changes, and re-read on SIGHUP.
+//! Files the gateway re-reads without a restart (`gateway.yaml`, htpasswd
+//! files, certificates): polled for changes, and re-read on SIGHUP.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,19 +43,17 @@ pub fn reload_all(items: &[Arc<dyn Reloadable>], force: bool) {
     }
 }
 
-/// Polls in the background. A few stat() calls a second are cheaper and
-/// more robust than inotify across editors' rename tricks and files
-/// replaced by configuration management or Kubernetes secret mounts.
-pub fn watch(items: Vec<Arc<dyn Reloadable>>, every: Duration) {
-    if items.is_empty() {
-        return;
-    }
+/// Calls `tick` every `every` in the background. Polling a few stat()
+/// calls a second is cheaper and more robust than inotify across editors'
+/// rename tricks and files replaced by configuration management or
+/// Kubernetes secret mounts.
+pub fn watch(every: Duration, tick: impl Fn() + Send + 'static) {
     std::thread::Builder::new()
         .name("file-watch".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(every);
-                reload_all(&items, false);
+                tick();
             }
         })
         .expect("spawning the file watcher");

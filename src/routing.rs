@@ -1,13 +1,8 @@
-//! Which route a request path takes, and which upstream serves that route.
+//! Which route a request path takes.
 //!
 //! Paths are checked once here and then forwarded byte for byte: a path is
 //! either a well-formed registry path or rejected, never rewritten, so what
 //! the routing (and later auth) decided on is exactly what the upstream sees.
-
-use std::sync::Arc;
-
-use crate::auth::AuthPolicy;
-use crate::upstream::Upstream;
 
 /// The kinds of path the gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,42 +80,6 @@ fn check_bytes(seg: &[u8]) -> Result<(), PathRejection> {
 fn decode_hex(hex: &[u8]) -> Option<u8> {
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     Some(digit(hex[0])? << 4 | digit(hex[1])?)
-}
-
-/// Where one route of a virtual registry goes, and who may use it.
-#[derive(Debug, Clone)]
-pub struct RouteTarget {
-    pub upstream: Arc<Upstream>,
-    /// `None`: no credentials required (Authorization passes through).
-    pub auth: Option<Arc<AuthPolicy>>,
-}
-
-/// The routes of a virtual registry.
-#[derive(Debug)]
-pub struct RouteTable {
-    pub v2: RouteTarget,
-    pub ping: RouteTarget,
-    /// `None`: legacy paths answer 404.
-    pub v1: Option<RouteTarget>,
-}
-
-impl RouteTable {
-    pub fn target(&self, route: Route) -> Option<&RouteTarget> {
-        match route {
-            Route::V2 => Some(&self.v2),
-            Route::Ping => Some(&self.ping),
-            Route::V1 => self.v1.as_ref(),
-        }
-    }
-}
-
-/// A registry as clients see it: a name, its routes and their upstreams.
-#[derive(Debug)]
-pub struct VirtualRegistry {
-    pub name: String,
-    pub is_default: bool,
-    pub routes: RouteTable,
-    pub metrics: Arc<crate::metrics::RegistryMetrics>,
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! | SIGTERM | stop accepting, drain in-flight up to grace period | fast shutdown         |
 //! | SIGQUIT | same as SIGTERM                                    | graceful shutdown     |
 //! | SIGINT  | exit at once                                       | fast shutdown         |
-//! | SIGHUP  | re-read htpasswd files                             | reload configuration  |
+//! | SIGHUP  | reload gateway.yaml, htpasswd files, certificates   | reload configuration  |
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -21,15 +21,16 @@ use pingora::services::listening::Service;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::access_log;
-use crate::config::GatewayConfig;
 use crate::connections::{self, ConnectionLimits, GuardedApp};
 use crate::listeners;
+use crate::metrics::IN_FLIGHT;
 use crate::metrics::{
     self,
-    endpoint::{MetricsApp, Readiness, ReadinessProbe},
+    endpoint::{MetricsApp, ProbeTarget, Readiness, ReadinessProbe},
 };
-use crate::proxy::{IN_FLIGHT, RegistryProxy};
-use crate::reload;
+use crate::proxy::RegistryProxy;
+use crate::reload::{self, FileStamp};
+use crate::runtime::{Current, Reload, ReloadOutcome, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -59,7 +60,7 @@ pub enum StartError {
 }
 
 /// Runs the gateway until a shutdown signal; returns when it has stopped.
-pub fn run(config: GatewayConfig) -> Result<(), StartError> {
+pub fn run(config: Snapshot) -> Result<(), StartError> {
     // Pingora panics when a listener cannot bind; find out first and say why.
     for (index, l) in config.listeners.iter().enumerate() {
         TcpListener::bind(l.address).map_err(|source| StartError::Bind {
@@ -81,17 +82,19 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
         source,
     })?;
     metrics::init(config.tls_stats());
-    let reloadable = config.reloadable();
-    reload::watch(reloadable.clone(), FILE_POLL);
+    let current = Current::new(config);
+    watch_files(current.clone());
+    let on_hup = current.clone();
     install_sighup_handler(move || {
-        log::info!(
-            "SIGHUP received: re-reading {} htpasswd/certificate set(s)",
-            reloadable.len()
-        );
-        reload::reload_all(&reloadable, true);
+        log::info!("SIGHUP received: reloading {}", on_hup.get().source.display());
+        if let ReloadOutcome::Failed(_) = on_hup.reload(Reload::Signal) {
+            // The htpasswd files and certificates of the configuration in
+            // force are still re-read, as before configuration reloads.
+            reload::reload_all(&on_hup.get().reloadable(), true);
+        }
     })?;
 
-    let config = Arc::new(config);
+    let config = current.get();
     let grace = config.server.grace_period;
     let conf = ServerConf {
         threads: config.server.threads,
@@ -106,7 +109,7 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut app = pingora::proxy::http_proxy(&server.configuration, RegistryProxy::new(config.clone()));
+    let mut app = pingora::proxy::http_proxy(&server.configuration, RegistryProxy::new(current.clone()));
     app.h2_options = Some(listeners::h2_options());
     let limits = ConnectionLimits {
         max_connections: config
@@ -122,14 +125,26 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
         limits.client_header
     );
     let mut proxy = Service::new("registry-gateway".to_owned(), GuardedApp::new(app, limits));
-    listeners::add_all(&mut proxy, &config);
+    listeners::add_all(&mut proxy, &config.listeners);
     log::info!("virtual registries: {}", describe_registries(&config));
     for w in &config.warnings {
         log::warn!("{w}");
     }
     server.add_service(proxy);
     if let Some(m) = &config.metrics {
-        let readiness = Readiness::new(&config.upstreams, m.probe_interval);
+        let probed = current.clone();
+        let targets = Box::new(move || {
+            let s = probed.get();
+            let targets = (s.upstreams.iter())
+                .map(|u| ProbeTarget {
+                    name: u.name.clone(),
+                    address: u.address,
+                    timeout: u.connect_timeout(),
+                })
+                .collect();
+            (s.generation, targets)
+        });
+        let readiness = Readiness::new(targets, m.probe_interval);
         server.add_service(background_service("upstream probe", ReadinessProbe(readiness.clone())));
         let mut endpoint = Service::new("metrics".to_owned(), MetricsApp { readiness });
         endpoint.add_tcp(&m.address.to_string());
@@ -143,7 +158,7 @@ pub fn run(config: GatewayConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-fn describe_registries(config: &GatewayConfig) -> String {
+fn describe_registries(config: &Snapshot) -> String {
     let all: Vec<String> = config
         .registries
         .iter()
@@ -162,8 +177,28 @@ fn describe_registries(config: &GatewayConfig) -> String {
     all.join("; ")
 }
 
-/// How often htpasswd and certificate files are checked for changes.
+/// How often watched files are checked for changes.
 const FILE_POLL: Duration = Duration::from_secs(2);
+
+/// Re-reads changed htpasswd files and certificates of the configuration in
+/// force, and `gateway.yaml` itself when `server.watch_config` is on.
+fn watch_files(current: Arc<Current>) {
+    let source = current.get().source.clone();
+    let last = std::sync::Mutex::new(FileStamp::of(&source).ok());
+    reload::watch(FILE_POLL, move || {
+        let snapshot = current.get();
+        if snapshot.server.watch_config {
+            let now = FileStamp::of(&source).ok();
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if now.is_some() && now != *last {
+                *last = now;
+                current.reload(Reload::FileChanged);
+                return;
+            }
+        }
+        reload::reload_all(&snapshot.reloadable(), false);
+    });
+}
 
 /// Pingora leaves SIGHUP at its default action, which kills the process.
 fn install_sighup_handler(on_hup: impl Fn() + Send + 'static) -> Result<(), StartError> {
@@ -172,7 +207,6 @@ fn install_sighup_handler(on_hup: impl Fn() + Send + 'static) -> Result<(), Star
         .name("sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
-                // Certificate reload hooks in here too once TLS lands.
                 on_hup();
             }
         })

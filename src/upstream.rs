@@ -16,65 +16,7 @@ use crate::config::values::UpstreamUrl;
 use crate::metrics::UpstreamMetrics;
 use crate::tls::certs::{ServerCertificate, load_chain};
 
-/// Idle (per read / per write) timeouts. There is deliberately no total
-/// request timeout: a multi-GB push legitimately runs for many minutes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub upstream_read: Duration,
-    pub upstream_write: Duration,
-    pub client_read: Duration,
-    pub client_write: Duration,
-    /// How long an idle client connection is kept open between requests.
-    pub keepalive: Duration,
-    /// The whole request head, from the connection's start (first request)
-    /// or from the end of the previous response plus `keepalive` (later ones).
-    pub client_header: Duration,
-    /// Time to the upstream's response head for requests without a body.
-    pub upstream_header: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        // nginx's registry recipe uses proxy_read_timeout 900.
-        Timeouts {
-            connect: Duration::from_secs(5),
-            upstream_read: Duration::from_secs(900),
-            upstream_write: Duration::from_secs(900),
-            client_read: Duration::from_secs(900),
-            client_write: Duration::from_secs(900),
-            keepalive: Duration::from_secs(75),
-            // nginx's client_header_timeout.
-            client_header: Duration::from_secs(60),
-            upstream_header: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Timeouts {
-    pub(crate) fn from_section(s: &crate::config::file::TimeoutsSection, report: &mut dyn FnMut(&str, String)) -> Self {
-        let d = Timeouts::default();
-        let mut pick = |key: &str, v: Option<crate::config::values::Duration>, default: Duration| {
-            let v = v.map_or(default, |v| v.0);
-            if v.is_zero() {
-                report(key, "must be greater than zero: `0`".to_owned());
-                default
-            } else {
-                v
-            }
-        };
-        Timeouts {
-            connect: pick("connect", s.connect, d.connect),
-            upstream_read: pick("upstream_read", s.upstream_read, d.upstream_read),
-            upstream_write: pick("upstream_write", s.upstream_write, d.upstream_write),
-            client_read: pick("client_read", s.client_read, d.client_read),
-            client_write: pick("client_write", s.client_write, d.client_write),
-            keepalive: pick("keepalive", s.keepalive, d.keepalive),
-            client_header: pick("client_header", s.client_header, d.client_header),
-            upstream_header: pick("upstream_header", s.upstream_header, d.upstream_header),
-        }
-    }
-}
+pub use crate::config::Timeouts;
 
 /// An upstream registry with everything the hot path needs precomputed.
 #[derive(Debug)]

@@ -1,4 +1,5 @@
-//! Which virtual registry a request belongs to, by the host name the client
+//! Virtual registries (their routes, upstreams and auth) and which one a
+//! request belongs to, by the host name the client
 //! used (Host or HTTP/2 :authority) and the port it connected to.
 //!
 //! The rule that comes first in the file wins, also when exact names are
@@ -10,7 +11,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use regex::{Regex, RegexSet};
+
+use crate::auth::AuthPolicy;
+use crate::routing::Route;
+use crate::upstream::Upstream;
 
 /// The host part of one registry's match, as configured.
 #[derive(Debug, Clone, Default)]
@@ -215,6 +222,42 @@ pub enum Why {
     Host,
     Regex,
     Default,
+}
+
+/// Where one route of a virtual registry goes, and who may use it.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    pub upstream: Arc<Upstream>,
+    /// `None`: no credentials required (Authorization passes through).
+    pub auth: Option<Arc<AuthPolicy>>,
+}
+
+/// The routes of a virtual registry.
+#[derive(Debug)]
+pub struct RouteTable {
+    pub v2: RouteTarget,
+    pub ping: RouteTarget,
+    /// `None`: legacy paths answer 404.
+    pub v1: Option<RouteTarget>,
+}
+
+impl RouteTable {
+    pub fn target(&self, route: Route) -> Option<&RouteTarget> {
+        match route {
+            Route::V2 => Some(&self.v2),
+            Route::Ping => Some(&self.ping),
+            Route::V1 => self.v1.as_ref(),
+        }
+    }
+}
+
+/// A registry as clients see it: a name, its routes and their upstreams.
+#[derive(Debug)]
+pub struct VirtualRegistry {
+    pub name: String,
+    pub is_default: bool,
+    pub routes: RouteTable,
+    pub metrics: Arc<crate::metrics::RegistryMetrics>,
 }
 
 #[cfg(test)]

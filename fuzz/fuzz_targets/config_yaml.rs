@@ -1,4 +1,4 @@
-//! `gateway.yaml` parsing and compilation: `GatewayConfig::parse` on
+//! `gateway.yaml` parsing and compilation: `Snapshot::parse` on
 //! arbitrary UTF-8, `summary` and host routing on what parses.
 //!
 //! The configuration is read as if it lived in `fixtures/` (a throwaway
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use registry_gateway::config::{self, GatewayConfig};
+use registry_gateway::runtime::{self, Snapshot};
 use registry_gateway::vhost::{Why, normalize_host};
 
 static CONFIG_PATH: LazyLock<PathBuf> =
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    let cfg = match GatewayConfig::parse(text, &CONFIG_PATH) {
+    let cfg = match Snapshot::parse(text, &CONFIG_PATH) {
         Ok(cfg) => cfg,
         Err(e) => {
             if fuzz_support::verbose() {
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let summary = config::summary(&cfg);
+    let summary = runtime::summary(&cfg);
     if fuzz_support::verbose() {
         eprint!("{summary}");
     }

@@ -79,26 +79,7 @@ pub enum AuthOutcome {
     },
 }
 
-/// Limits on the cost of authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthLimits {
-    pub cache_ttl: Duration,
-    pub cache_entries: usize,
-    /// Wrong credentials per client within `throttle_window`; 0 disables.
-    pub max_failures: u32,
-    pub throttle_window: Duration,
-}
-
-impl Default for AuthLimits {
-    fn default() -> Self {
-        AuthLimits {
-            cache_ttl: Duration::from_secs(300),
-            cache_entries: 10_000,
-            max_failures: 10,
-            throttle_window: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::config::AuthLimits;
 
 /// Longest Authorization header considered; longer ones are rejected
 /// without decoding.

@@ -82,6 +82,9 @@ pub struct ServerSection {
     pub grace_period: Option<Duration>,
     /// Open client connections, all listeners together; more are refused.
     pub max_connections: Option<usize>,
+    /// Re-read this file when it changes on disk (SIGHUP always re-reads it).
+    #[serde(default)]
+    pub watch_config: bool,
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,

@@ -3,7 +3,6 @@
 //! listeners never serve it and registry auth never applies to it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,58 +13,81 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora_prometheus::PrometheusHttpApp;
 
-use crate::upstream::Upstream;
+use std::net::SocketAddr;
+use std::sync::Mutex;
 
-/// Whether each upstream answered the last TCP probe.
+/// One upstream to probe.
+pub struct ProbeTarget {
+    pub name: String,
+    pub address: SocketAddr,
+    pub timeout: Duration,
+}
+
+/// What is configured now: the configuration generation and its upstreams.
+pub type ProbeTargets = Box<dyn Fn() -> (u64, Vec<ProbeTarget>) + Send + Sync>;
+
+/// Whether each upstream of the configuration in force answered the last
+/// TCP probe.
 pub struct Readiness {
-    upstreams: Vec<(Arc<Upstream>, AtomicBool)>,
+    targets: ProbeTargets,
+    /// Generation probed last, and each upstream's state.
+    state: Mutex<(u64, Vec<(String, bool)>)>,
     interval: Duration,
 }
 
 impl Readiness {
-    pub fn new(upstreams: &[Arc<Upstream>], interval: Duration) -> Arc<Readiness> {
+    pub fn new(targets: ProbeTargets, interval: Duration) -> Arc<Readiness> {
         Arc::new(Readiness {
-            upstreams: upstreams.iter().map(|u| (u.clone(), AtomicBool::new(false))).collect(),
+            targets,
+            state: Mutex::new((0, Vec::new())),
             interval,
         })
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, (u64, Vec<(String, bool)>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.upstreams.iter().any(|(_, up)| up.load(Ordering::Relaxed))
+        self.state().1.iter().any(|(_, up)| *up)
     }
 
     fn report(&self) -> String {
-        let parts: Vec<String> = self
-            .upstreams
-            .iter()
-            .map(|(u, up)| {
-                let state = if up.load(Ordering::Relaxed) { "up" } else { "down" };
-                format!("{:?}:{:?}", u.name, state)
-            })
+        let state = self.state();
+        let parts: Vec<String> = (state.1.iter())
+            .map(|(name, up)| format!("{name:?}:{:?}", if *up { "up" } else { "down" }))
             .collect();
+        let ready = state.1.iter().any(|(_, up)| *up);
         format!(
-            "{{\"ready\":{},\"upstreams\":{{{}}}}}\n",
-            self.is_ready(),
+            "{{\"ready\":{ready},\"generation\":{},\"upstreams\":{{{}}}}}\n",
+            state.0,
             parts.join(",")
         )
     }
 
     async fn probe_all(&self) {
-        for (u, up) in &self.upstreams {
+        let (generation, targets) = (self.targets)();
+        let mut results = Vec::with_capacity(targets.len());
+        for t in &targets {
             // A TCP connect says the upstream is there without adding
             // requests to its logs.
-            let limit = u.connect_timeout().min(Duration::from_secs(2));
+            let limit = t.timeout.min(Duration::from_secs(2));
             let ok = matches!(
-                tokio::time::timeout(limit, tokio::net::TcpStream::connect(u.address)).await,
+                tokio::time::timeout(limit, tokio::net::TcpStream::connect(t.address)).await,
                 Ok(Ok(_))
             );
-            let was = up.swap(ok, Ordering::Relaxed);
-            if was != ok {
-                let state = if ok { "reachable" } else { "unreachable" };
-                log::info!("upstream {} ({}) is {state}", u.name, u.address);
-            }
-            u.metrics.set_up(ok);
+            results.push((t.name.clone(), ok));
         }
+        let mut state = self.state();
+        for ((name, ok), t) in results.iter().zip(&targets) {
+            let was = state.1.iter().find(|(n, _)| n == name).map(|(_, up)| *up);
+            if was != Some(*ok) {
+                let what = if *ok { "reachable" } else { "unreachable" };
+                log::info!("upstream {name} ({}) is {what}", t.address);
+            }
+            super::set_upstream_up(name, *ok);
+        }
+        *state = (generation, results);
     }
 }
 

@@ -8,8 +8,10 @@
 
 mod connections;
 pub mod endpoint;
+mod reloads;
 
 pub use connections::{client_header_timeout, connection_closed, connection_opened, connection_refused};
+pub use reloads::{config_loaded, config_reload};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -22,7 +24,16 @@ use pingora_prometheus::prometheus::{
 };
 
 use crate::operation::Operation;
-use crate::tls::TlsStats;
+
+/// Requests received and not yet finished; the proxy counts, scrapes read.
+pub static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Handshakes per TLS listener: started (certificate chosen) and completed.
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    pub started: AtomicU64,
+    pub completed: AtomicU64,
+}
 
 /// From a 1 ms manifest HEAD to a half-hour blob push.
 const DURATION_BUCKETS: &[f64] = &[
@@ -247,7 +258,11 @@ pub struct UpstreamMetrics {
     connect_failures: OnceLock<IntCounter>,
     timeouts: OnceLock<IntCounter>,
     responses_5xx: OnceLock<IntCounter>,
-    up: OnceLock<IntGauge>,
+}
+
+/// Result of the background probe of an upstream (not on the request path).
+pub fn set_upstream_up(name: &str, up: bool) {
+    FAMILIES.upstream_up.with_label_values(&[name]).set(up as i64);
 }
 
 /// How an exchange with an upstream went wrong.
@@ -292,12 +307,6 @@ impl UpstreamMetrics {
         if status >= 500 {
             self.counter(&self.responses_5xx, &FAMILIES.upstream_5xx).inc();
         }
-    }
-
-    pub fn set_up(&self, up: bool) {
-        self.up
-            .get_or_init(|| FAMILIES.upstream_up.with_label_values(&[&self.name]))
-            .set(up as i64);
     }
 }
 
@@ -386,8 +395,7 @@ impl Collector for RuntimeCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        self.in_flight
-            .set(crate::proxy::IN_FLIGHT.load(Ordering::Relaxed) as i64);
+        self.in_flight.set(IN_FLIGHT.load(Ordering::Relaxed) as i64);
         for (listener, stats) in &self.tls {
             let set = |stage: &str, v: u64| {
                 let c = self.handshakes.with_label_values(&[listener.as_str(), stage]);

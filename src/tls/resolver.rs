@@ -3,8 +3,7 @@
 //! handshakes see the new one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -18,21 +17,8 @@ use super::certs::{CertError, ServerCertificate};
 use crate::metrics::{self, ReloadKind};
 use crate::reload::{FileStamp, Reloadable};
 
-/// One certificate of a listener as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateSpec {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Extra SNI names beyond the certificate's own SAN names.
-    pub names: Vec<String>,
-}
-
-/// Handshakes per listener: started (certificate chosen) and completed.
-#[derive(Debug, Default)]
-pub struct TlsStats {
-    pub started: AtomicU64,
-    pub completed: AtomicU64,
-}
+pub use crate::config::CertificateSpec;
+pub use crate::metrics::TlsStats;
 
 #[derive(Debug)]
 struct CertTable {
@@ -88,7 +74,9 @@ fn normalize(name: &str) -> String {
 /// The certificates of one TLS listener.
 #[derive(Debug)]
 pub struct SniResolver {
-    pub specs: Vec<CertificateSpec>,
+    /// Replaced together with `table` when a configuration reload names
+    /// other files.
+    specs: ArcSwap<Vec<CertificateSpec>>,
     table: ArcSwap<CertTable>,
     pub stats: Arc<TlsStats>,
     /// The files as last read, to notice changes.
@@ -100,7 +88,7 @@ impl SniResolver {
         let stamps = Mutex::new(Self::stamps(&specs));
         let table = Self::load_table(&specs)?;
         Ok(SniResolver {
-            specs,
+            specs: ArcSwap::from_pointee(specs),
             table: ArcSwap::from_pointee(table),
             stats: Arc::default(),
             stamps,
@@ -120,9 +108,22 @@ impl SniResolver {
         Ok(CertTable::build(&loaded))
     }
 
+    pub fn specs(&self) -> Arc<Vec<CertificateSpec>> {
+        self.specs.load_full()
+    }
+
+    /// Takes the files and certificates `other` loaded (a reloaded
+    /// configuration's), so handshakes from now on use them.
+    pub fn adopt(&self, other: &SniResolver) {
+        let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        *stamps = other.stamps.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.specs.store(other.specs.load_full());
+        self.table.store(other.table.load_full());
+    }
+
     /// Re-reads every certificate; on any error the current ones stay.
     pub fn reload(&self) -> Result<(), CertError> {
-        let table = Self::load_table(&self.specs)?;
+        let table = Self::load_table(&self.specs.load())?;
         self.table.store(Arc::new(table));
         Ok(())
     }
@@ -166,7 +167,8 @@ impl ResolvesServerCert for SniResolver {
 
 impl Reloadable for SniResolver {
     fn reload(&self, force: bool) {
-        let now = Self::stamps(&self.specs);
+        let specs = self.specs.load_full();
+        let now = Self::stamps(&specs);
         let mut last = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
         if !force && *last == now {
             return;
@@ -174,7 +176,7 @@ impl Reloadable for SniResolver {
         // Remember this state even on failure: retry when the files change
         // again rather than logging the same error every poll.
         *last = now;
-        let files: Vec<String> = self.specs.iter().map(|s| s.cert.display().to_string()).collect();
+        let files: Vec<String> = specs.iter().map(|s| s.cert.display().to_string()).collect();
         match SniResolver::reload(self) {
             Ok(()) => {
                 metrics::reload(ReloadKind::Certificate, true);

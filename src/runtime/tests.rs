@@ -1,4 +1,8 @@
+use std::time::Duration;
+
 use super::*;
+use crate::auth::AuthScope;
+use crate::config::*;
 
 const GOOD: &str = r#"
 listeners:
@@ -12,8 +16,8 @@ registries:
     upstream: registry
 "#;
 
-fn parse(text: &str) -> Result<GatewayConfig, String> {
-    GatewayConfig::parse(text, Path::new("gw.yaml")).map_err(|e| e.to_string())
+fn parse(text: &str) -> Result<Snapshot, String> {
+    Snapshot::parse(text, Path::new("gw.yaml")).map_err(|e| e.to_string())
 }
 
 fn error_of(text: &str) -> String {
@@ -132,11 +136,11 @@ fn routes_override_upstreams() {
     assert_eq!(v1.upstream.host_header, HostHeaderMode::Upstream);
 }
 
-fn with_htpasswd(yaml: &str) -> (tempfile::TempDir, Result<GatewayConfig, String>) {
+fn with_htpasswd(yaml: &str) -> (tempfile::TempDir, Result<Snapshot, String>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("users"), "alice:{PLAIN}pw\n").unwrap();
     let path = dir.path().join("gw.yaml");
-    let result = GatewayConfig::parse(yaml, &path).map_err(|e| e.to_string());
+    let result = Snapshot::parse(yaml, &path).map_err(|e| e.to_string());
     (dir, result)
 }
 

@@ -1,0 +1,464 @@
+//! The plain settings of `gateway.yaml`: numbers, durations, addresses and
+//! paths, checked and defaulted. Nothing here opens a file other than
+//! `gateway.yaml` or builds a runtime object; `runtime` does that.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::file::{AccessLogFormat, AccessLogSection, GatewayFile, MetricsSection, Switch};
+use super::values::IpNet;
+use super::{ConfigIssue, issue};
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub upstream_keepalive: usize,
+    pub grace_period: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    /// `None`: derived from the descriptor limit at start.
+    pub max_connections: Option<usize>,
+    /// Re-read `gateway.yaml` when it changes on disk (SIGHUP always does).
+    pub watch_config: bool,
+}
+
+/// The metrics listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub address: SocketAddr,
+    pub probe_interval: Duration,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    pub format: AccessLogFormat,
+    pub output: AccessLogOutput,
+}
+
+/// Idle (per read / per write) timeouts. There is deliberately no total
+/// request timeout: a multi-GB push legitimately runs for many minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub upstream_read: Duration,
+    pub upstream_write: Duration,
+    pub client_read: Duration,
+    pub client_write: Duration,
+    /// How long an idle client connection is kept open between requests.
+    pub keepalive: Duration,
+    /// The whole request head, from the connection's start (first request)
+    /// or from the end of the previous response plus `keepalive` (later ones).
+    pub client_header: Duration,
+    /// Time to the upstream's response head for requests without a body.
+    pub upstream_header: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // nginx's registry recipe uses proxy_read_timeout 900.
+        Timeouts {
+            connect: Duration::from_secs(5),
+            upstream_read: Duration::from_secs(900),
+            upstream_write: Duration::from_secs(900),
+            client_read: Duration::from_secs(900),
+            client_write: Duration::from_secs(900),
+            keepalive: Duration::from_secs(75),
+            // nginx's client_header_timeout.
+            client_header: Duration::from_secs(60),
+            upstream_header: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Bounds on one request head (nginx: `large_client_header_buffers 4 8k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Method, target and version: 414 past this.
+    pub request_line: usize,
+    /// One `name: value` line: 431 past this.
+    pub header_line: usize,
+    /// The whole head: 431 past this.
+    pub header_block: usize,
+    /// Number of header lines: 431 past this.
+    pub headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        // No registry name, digest or JWT comes near these.
+        HeadLimits {
+            request_line: 8 << 10,
+            header_line: 16 << 10,
+            header_block: 64 << 10,
+            headers: 100,
+        }
+    }
+}
+
+/// Limits on the cost of authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    pub cache_ttl: Duration,
+    pub cache_entries: usize,
+    /// Wrong credentials per client within `throttle_window`; 0 disables.
+    pub max_failures: u32,
+    pub throttle_window: Duration,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            cache_ttl: Duration::from_secs(300),
+            cache_entries: 10_000,
+            max_failures: 10,
+            throttle_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One certificate of a listener as configured (paths resolved against
+/// the directory of `gateway.yaml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSpec {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Extra SNI names beyond the certificate's own SAN names.
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTlsSettings {
+    pub certificates: Vec<CertificateSpec>,
+    pub http2: bool,
+    /// 421 for requests whose Host would get another certificate than SNI did.
+    pub reject_misdirected: bool,
+}
+
+/// A listening socket as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: Option<ListenerTlsSettings>,
+    /// Plain listener answering every request with a redirect to this
+    /// HTTPS port.
+    pub redirect_to_https: Option<u16>,
+}
+
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9145";
+pub const DEFAULT_MAX_REGISTRY_LABELS: usize = 100;
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_WORK_STEALING: bool = true;
+/// Pingora's own default pool size.
+pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 128;
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// `gateway.yaml` with its plain settings checked; the sections that name
+/// other files or build runtime objects (upstreams, registries, auth) stay
+/// in `file` for `runtime` to build.
+#[derive(Debug)]
+pub struct Settings {
+    pub source: PathBuf,
+    /// Relative paths in the file are relative to this directory.
+    pub dir: PathBuf,
+    pub server: ServerSettings,
+    pub listeners: Vec<ListenerSettings>,
+    pub timeouts: Timeouts,
+    pub limits: HeadLimits,
+    pub auth_limits: AuthLimits,
+    /// `None`: `metrics: off`.
+    pub metrics: Option<MetricsSettings>,
+    /// Registries past this many (in file order) share one metrics label.
+    pub max_registry_labels: usize,
+    /// `None`: `access_log: off`.
+    pub access_log: Option<AccessLogSettings>,
+    pub file: GatewayFile,
+}
+
+impl Settings {
+    /// Checks every plain setting; problems are appended to `issues` and the
+    /// default stands in, so one run reports all of them.
+    pub fn new(file: GatewayFile, source: &Path, issues: &mut Vec<ConfigIssue>) -> Settings {
+        let dir = source.parent().unwrap_or(Path::new(".")).to_owned();
+        let mut c = Checker { dir: &dir, issues };
+        let server = c.server(&file);
+        let listeners = c.listeners(&file);
+        let timeouts = c.timeouts(&file);
+        let limits = c.limits(&file);
+        let auth_limits = c.auth_limits(&file);
+        let (metrics, max_registry_labels) = c.metrics(&file, &listeners);
+        let access_log = c.access_log(&file);
+        c.registry_list(&file);
+        if file.upstreams.is_empty() {
+            c.issue("upstreams", "at least one upstream is required");
+        }
+        Settings {
+            source: source.to_owned(),
+            dir,
+            server,
+            listeners,
+            timeouts,
+            limits,
+            auth_limits,
+            metrics,
+            max_registry_labels,
+            access_log,
+            file,
+        }
+    }
+
+    pub fn path(&self, p: &Path) -> PathBuf {
+        self.dir.join(p)
+    }
+}
+
+struct Checker<'a> {
+    dir: &'a Path,
+    issues: &'a mut Vec<ConfigIssue>,
+}
+
+impl Checker<'_> {
+    fn issue(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(issue(key, message));
+    }
+
+    fn at_least<T: PartialOrd + Copy + std::fmt::Display>(&mut self, key: &str, v: Option<T>, default: T, min: T) -> T {
+        match v {
+            Some(n) if n < min => {
+                self.issue(key, format!("must be at least {min}: `{n}`"));
+                default
+            }
+            Some(n) => n,
+            None => default,
+        }
+    }
+
+    fn server(&mut self, file: &GatewayFile) -> ServerSettings {
+        let s = &file.server;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        ServerSettings {
+            threads: self.at_least("server.threads", s.threads, cores, 1),
+            work_stealing: s.work_stealing.unwrap_or(DEFAULT_WORK_STEALING),
+            upstream_keepalive: self.at_least(
+                "server.upstream_keepalive",
+                s.upstream_keepalive,
+                DEFAULT_UPSTREAM_KEEPALIVE,
+                1,
+            ),
+            grace_period: s.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+            trusted_proxies: s.trusted_proxies.clone(),
+            max_connections: match s.max_connections {
+                Some(0) => {
+                    self.issue("server.max_connections", "must be at least 1: `0`");
+                    None
+                }
+                n => n,
+            },
+            watch_config: s.watch_config,
+        }
+    }
+
+    fn timeouts(&mut self, file: &GatewayFile) -> Timeouts {
+        let s = &file.timeouts;
+        let d = Timeouts::default();
+        let mut pick = |key: &str, v: Option<super::values::Duration>, default: Duration| match v {
+            Some(v) if v.0.is_zero() => {
+                self.issue(format!("timeouts.{key}"), "must be greater than zero: `0`");
+                default
+            }
+            Some(v) => v.0,
+            None => default,
+        };
+        Timeouts {
+            connect: pick("connect", s.connect, d.connect),
+            upstream_read: pick("upstream_read", s.upstream_read, d.upstream_read),
+            upstream_write: pick("upstream_write", s.upstream_write, d.upstream_write),
+            client_read: pick("client_read", s.client_read, d.client_read),
+            client_write: pick("client_write", s.client_write, d.client_write),
+            keepalive: pick("keepalive", s.keepalive, d.keepalive),
+            client_header: pick("client_header", s.client_header, d.client_header),
+            upstream_header: pick("upstream_header", s.upstream_header, d.upstream_header),
+        }
+    }
+
+    fn limits(&mut self, file: &GatewayFile) -> HeadLimits {
+        let s = &file.limits;
+        let d = HeadLimits::default();
+        HeadLimits {
+            // The shortest registry request line, `GET /v2/ HTTP/1.1`.
+            request_line: self.at_least("limits.request_line", s.request_line.map(|b| b.0), d.request_line, 64),
+            header_line: self.at_least("limits.header_line", s.header_line.map(|b| b.0), d.header_line, 64),
+            header_block: self.at_least("limits.header_block", s.header_block.map(|b| b.0), d.header_block, 256),
+            headers: self.at_least("limits.headers", s.headers, d.headers, 4),
+        }
+    }
+
+    fn auth_limits(&mut self, file: &GatewayFile) -> AuthLimits {
+        let d = AuthLimits::default();
+        let cache = &file.server.auth_cache;
+        let throttle = &file.server.auth_throttle;
+        let limits = AuthLimits {
+            cache_ttl: cache.ttl.map_or(d.cache_ttl, |t| t.0),
+            cache_entries: cache.max_entries.unwrap_or(d.cache_entries),
+            max_failures: throttle.max_failures.unwrap_or(d.max_failures),
+            throttle_window: throttle.window.map_or(d.throttle_window, |t| t.0),
+        };
+        if limits.cache_entries == 0 {
+            self.issue(
+                "server.auth_cache.max_entries",
+                "must be at least 1: `0` (set `ttl: 0s` to disable the cache)",
+            );
+        }
+        if limits.max_failures > 0 && limits.throttle_window.is_zero() {
+            self.issue("server.auth_throttle.window", "must be greater than zero: `0`");
+        }
+        limits
+    }
+
+    fn metrics(&mut self, file: &GatewayFile, listeners: &[ListenerSettings]) -> (Option<MetricsSettings>, usize) {
+        let default = MetricsSection::default();
+        let section = match &file.metrics {
+            Some(Switch::Off) => return (None, DEFAULT_MAX_REGISTRY_LABELS),
+            Some(Switch::On(s)) => s,
+            None => &default,
+        };
+        let labels = section.max_registry_labels.unwrap_or(DEFAULT_MAX_REGISTRY_LABELS);
+        let address = match &section.address {
+            Some(a) => a.0,
+            None => DEFAULT_METRICS_ADDRESS.parse().expect("valid default address"),
+        };
+        if let Some(i) = listeners.iter().position(|l| l.address == address) {
+            self.issue(
+                "metrics.address",
+                format!("address `{address}` is also listeners[{i}]: the metrics listener needs its own"),
+            );
+        }
+        let probe_interval = section.probe_interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0);
+        if probe_interval.is_zero() {
+            self.issue("metrics.probe_interval", "must be greater than zero: `0`");
+        }
+        let settings = MetricsSettings {
+            address,
+            probe_interval,
+        };
+        (Some(settings), labels)
+    }
+
+    fn access_log(&mut self, file: &GatewayFile) -> Option<AccessLogSettings> {
+        let default = AccessLogSection::default();
+        let section = match &file.access_log {
+            Some(Switch::Off) => return None,
+            Some(Switch::On(s)) => s,
+            None => &default,
+        };
+        let output = match section.output.as_deref() {
+            None | Some("stdout") => AccessLogOutput::Stdout,
+            Some("stderr") => AccessLogOutput::Stderr,
+            Some("") => {
+                self.issue("access_log.output", "empty: use `stdout`, `stderr` or a file path");
+                AccessLogOutput::Stdout
+            }
+            Some(path) => AccessLogOutput::File(self.dir.join(path)),
+        };
+        Some(AccessLogSettings {
+            format: section.format,
+            output,
+        })
+    }
+
+    fn listeners(&mut self, file: &GatewayFile) -> Vec<ListenerSettings> {
+        if file.listeners.is_empty() {
+            self.issue("listeners", "at least one listener is required");
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, l) in file.listeners.iter().enumerate() {
+            let address = l.socket_addr();
+            if !seen.insert(address) {
+                self.issue(
+                    format!("listeners[{i}].address"),
+                    format!("address `{address}` is used by an earlier listener"),
+                );
+            }
+            if l.tls.is_some() && l.redirect_to_https.is_some() {
+                self.issue(
+                    format!("listeners[{i}].redirect_to_https"),
+                    "only plain listeners redirect to HTTPS; this one has `tls`",
+                );
+            }
+            if l.redirect_to_https == Some(0) {
+                self.issue(format!("listeners[{i}].redirect_to_https"), "invalid port `0`");
+            }
+            let tls = l.tls.as_ref().map(|t| {
+                if t.certificates.is_empty() {
+                    self.issue(
+                        format!("listeners[{i}].tls.certificates"),
+                        "at least one certificate is required",
+                    );
+                }
+                ListenerTlsSettings {
+                    certificates: t
+                        .certificates
+                        .iter()
+                        .map(|c| CertificateSpec {
+                            cert: self.dir.join(&c.cert),
+                            key: self.dir.join(&c.key),
+                            names: c.names.clone(),
+                        })
+                        .collect(),
+                    http2: t.http2,
+                    reject_misdirected: t.reject_misdirected,
+                }
+            });
+            out.push(ListenerSettings {
+                name: l.name.clone().unwrap_or_else(|| format!("listener-{i}")),
+                address,
+                tls,
+                redirect_to_https: l.redirect_to_https,
+            });
+        }
+        out
+    }
+
+    fn registry_list(&mut self, file: &GatewayFile) {
+        let registries = &file.registries;
+        if registries.is_empty() {
+            self.issue("registries", "at least one virtual registry is required");
+        }
+        for (i, r) in registries.iter().enumerate() {
+            if registries[..i].iter().any(|e| e.name == r.name) {
+                self.issue(
+                    format!("registries[{i}].name"),
+                    format!("name `{}` is used by an earlier registry", r.name),
+                );
+            }
+            if !r.default && r.hosts.is_empty() && r.host_regex.is_none() {
+                self.issue(
+                    format!("registries[{i}]"),
+                    format!(
+                        "registry `{}` matches nothing: give it `hosts`, `host_regex` or `default: true`",
+                        r.name
+                    ),
+                );
+            }
+        }
+        let defaults: Vec<usize> = (0..registries.len()).filter(|&i| registries[i].default).collect();
+        if defaults.len() > 1 {
+            self.issue(
+                format!("registries[{}].default", defaults[1]),
+                format!("`true`: registries[{}] is already the default", defaults[0]),
+            );
+        }
+    }
+}
