@@ -8,6 +8,7 @@
 //! error responses, and [`access_log`] at the end.
 
 pub mod access_log;
+pub mod affinity;
 pub mod allocator;
 pub mod auth;
 pub mod body;

@@ -22,6 +22,7 @@ use http::HeaderValue;
 use http::header::AUTHORIZATION;
 
 use crate::access_log;
+use crate::affinity;
 use crate::auth::{AuthOutcome, AuthPolicy};
 use crate::body::BodyCoalescer;
 use crate::head_checks;
@@ -121,6 +122,8 @@ pub struct RequestCtx {
     /// Set when the gateway itself authenticated the request.
     user: Option<Arc<str>>,
     upstream_status: u16,
+    /// The request carried an upload hint, to be removed before forwarding.
+    strip_hint: bool,
     /// HTTP/2 request bodies: small DATA frames gathered before the upstream write.
     body: Option<BodyCoalescer>,
 }
@@ -166,6 +169,7 @@ impl ProxyHttp for RegistryProxy {
             view: None,
             user: None,
             upstream_status: 0,
+            strip_hint: false,
             body: None,
         }
     }
@@ -241,7 +245,14 @@ impl ProxyHttp for RegistryProxy {
                 return Ok(true);
             }
         }
-        ctx.upstream = Some(target.upstream.clone());
+        ctx.upstream = Some(if v2 {
+            let req = session.req_header();
+            // The hint never reaches the upstream.
+            ctx.strip_hint = affinity::hint(req.uri.query()).is_some();
+            registry.v2_upstream(&target.upstream, &req.method, req.uri.path(), req.uri.query())
+        } else {
+            target.upstream.clone()
+        });
         ctx.registry = Some(registry);
         Ok(false)
     }
@@ -264,7 +275,11 @@ impl ProxyHttp for RegistryProxy {
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
             rewrite::prepare_upstream_request(req, view, up.host_header, &up.authority_header);
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let unhinted = ctx.strip_hint.then(|| affinity::strip(target));
+            let target = unhinted.as_deref().unwrap_or(target);
             if let Some(uri) = rewrite::prefixed_target(target, &up.path_prefix) {
+                req.set_uri(uri);
+            } else if let Some(Ok(uri)) = unhinted.map(http::Uri::try_from) {
                 req.set_uri(uri);
             }
             // Credentials the gateway checked are its own business; requests
@@ -303,6 +318,12 @@ impl ProxyHttp for RegistryProxy {
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
             up.metrics.response(ctx.upstream_status);
             rewrite::prepare_client_response(resp, up, view, ctx.route == Some(Route::V2));
+            if ctx.route == Some(Route::V2)
+                && let Some(tagged) = (resp.headers.get(http::header::LOCATION))
+                    .and_then(|l| affinity::tag_location(l.as_bytes(), &up.upload_key))
+            {
+                let _ = resp.insert_header(http::header::LOCATION, tagged);
+            }
         }
         Ok(())
     }

@@ -35,6 +35,8 @@ pub struct Upstream {
     /// Keep Authorization on requests the gateway authenticated.
     pub forward_authorization: bool,
     pub metrics: UpstreamMetrics,
+    /// Names this upstream in upload URLs (`affinity`).
+    pub upload_key: String,
     peer: HttpPeer,
     /// `timeouts.upstream_header`, bounded by `upstream_read`.
     header_timeout: Duration,
@@ -72,7 +74,10 @@ impl Upstream {
         peer.options.idle_timeout = Some(UPSTREAM_POOL_IDLE);
         // Registries get HTTP/1.1 whatever the client speaks.
         peer.options.alpn = ALPN::H1;
+        let scheme = if url.tls { "https" } else { "http" };
+        let upload_key = crate::affinity::upstream_key(&format!("{scheme}://{}{}", url.authority, url.path_prefix));
         Ok(Upstream {
+            upload_key,
             name: name.to_owned(),
             address: url.address,
             authority: url.authority.clone(),

@@ -15,7 +15,11 @@ use std::sync::Arc;
 
 use regex::{Regex, RegexSet};
 
+use http::Method;
+
+use crate::affinity::{self, RepositoryPins};
 use crate::auth::AuthPolicy;
+use crate::operation;
 use crate::routing::Route;
 use crate::upstream::Upstream;
 
@@ -258,6 +262,67 @@ pub struct VirtualRegistry {
     pub is_default: bool,
     pub routes: RouteTable,
     pub metrics: Arc<crate::metrics::RegistryMetrics>,
+    /// Upstreams uploads of this registry may continue on: those of its
+    /// routes now, then those it had before reloads (newest first).
+    pub upload_upstreams: Vec<Arc<Upstream>>,
+    /// Repositories whose push straddles a reload, on their old upstream.
+    pub pins: RepositoryPins<Arc<Upstream>>,
+}
+
+/// Uploads started before this many reloads ago that moved the registry's
+/// upstream no longer find their upstream.
+pub const MAX_UPLOAD_UPSTREAMS: usize = 16;
+
+impl VirtualRegistry {
+    /// The upstream an upload URL's hint names, among those this registry
+    /// has used.
+    pub fn upload_upstream(&self, key: &str) -> Option<&Arc<Upstream>> {
+        self.upload_upstreams.iter().find(|u| u.upload_key == key)
+    }
+
+    /// The upstream for a `/v2` request whose route says `routed`: an
+    /// upload's own (by its hint), or where a push that straddled a reload
+    /// is pinned.
+    pub fn v2_upstream(
+        &self,
+        routed: &Arc<Upstream>,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Arc<Upstream> {
+        let upload = path.contains("/blobs/uploads/");
+        if let Some(key) = affinity::hint(query).filter(|_| upload) {
+            let Some(owner) = self.upload_upstream(key) else {
+                return routed.clone();
+            };
+            if owner.upload_key != routed.upload_key {
+                let request = operation::classify(method, Some(Route::V2), path);
+                self.pins.pin(request.repository, owner.clone());
+            }
+            return owner.clone();
+        }
+        if !self.pins.is_empty() {
+            let request = operation::classify(method, Some(Route::V2), path);
+            let write = !matches!(*method, Method::GET | Method::HEAD);
+            if let Some(pinned) = self.pins.get(request.repository, write) {
+                return pinned;
+            }
+        }
+        routed.clone()
+    }
+
+    /// Adds the upstreams `older` (this registry before a reload) had,
+    /// after the current ones.
+    pub fn inherit_upload_upstreams(&mut self, older: &VirtualRegistry) {
+        for u in &older.upload_upstreams {
+            if self.upload_upstreams.len() >= MAX_UPLOAD_UPSTREAMS {
+                break;
+            }
+            if self.upload_upstream(&u.upload_key).is_none() {
+                self.upload_upstreams.push(u.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ impl Readiness {
     }
 
     fn report(&self) -> String {
+        // The generation in force now, even before the next probe.
+        let (generation, _) = (self.targets)();
         let state = self.state();
         let parts: Vec<String> = (state.1.iter())
             .map(|(name, up)| format!("{name:?}:{:?}", if *up { "up" } else { "down" }))
@@ -60,7 +62,7 @@ impl Readiness {
         let ready = state.1.iter().any(|(_, up)| *up);
         format!(
             "{{\"ready\":{ready},\"generation\":{},\"upstreams\":{{{}}}}}\n",
-            state.0,
+            generation,
             parts.join(",")
         )
     }

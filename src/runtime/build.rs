@@ -231,7 +231,15 @@ impl Builder<'_> {
             ping: ping?,
             v1,
         };
+        let mut upload_upstreams: Vec<Arc<Upstream>> = Vec::new();
+        for t in [&routes.v2] {
+            if !upload_upstreams.iter().any(|u| u.upload_key == t.upstream.upload_key) {
+                upload_upstreams.push(t.upstream.clone());
+            }
+        }
         Some(Arc::new(VirtualRegistry {
+            upload_upstreams,
+            pins: Default::default(),
             name: r.name.clone(),
             is_default: r.default,
             routes,

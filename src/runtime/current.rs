@@ -55,6 +55,7 @@ impl Current {
     pub fn reload(&self, why: Reload) -> ReloadOutcome {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.get();
+        let started = std::time::Instant::now();
         let outcome = match Snapshot::load(&old.source) {
             Err(e) => ReloadOutcome::Failed(e),
             Ok(mut new) => {
@@ -76,7 +77,8 @@ impl Current {
                 needs_restart,
             } => {
                 metrics::config_reload(true);
-                log::info!("{file}: configuration reloaded ({why:?}), generation {generation}");
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                log::info!("{file}: configuration reloaded ({why:?}), generation {generation} (built in {ms:.1} ms)");
                 for setting in needs_restart {
                     log::warn!("{file}: {setting} changed: applied only by a restart or upgrade; the old value stays");
                 }
@@ -119,6 +121,14 @@ fn carry_over(old: &Snapshot, new: &mut Snapshot) -> Vec<String> {
         }
     }
     new.listeners = old.listeners.clone();
+
+    // Uploads started before this reload finish where they started.
+    for registry in &mut new.registries {
+        let older = old.registries.iter().find(|r| r.name == registry.name);
+        if let (Some(older), Some(registry)) = (older, Arc::get_mut(registry)) {
+            registry.inherit_upload_upstreams(older);
+        }
+    }
 
     let (o, n) = (&old.server, &mut new.server);
     let mut keep = |name: &str, changed: bool| {
