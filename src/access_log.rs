@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -84,6 +84,7 @@ impl Entry<'_> {
 enum Message {
     Line(Vec<u8>),
     Flush(SyncSender<()>),
+    Reopen,
 }
 
 struct AccessLog {
@@ -98,21 +99,15 @@ pub fn init(settings: Option<&AccessLogSettings>) -> io::Result<()> {
     let Some(settings) = settings else {
         return Ok(());
     };
-    let out: Box<dyn Write + Send> = match &settings.output {
-        AccessLogOutput::Stdout => Box::new(io::stdout()),
-        AccessLogOutput::Stderr => Box::new(io::stderr()),
-        AccessLogOutput::File(path) => Box::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("access log `{}`: {e}", path.display())))?,
-        ),
+    let (out, file): (Box<dyn Write + Send>, _) = match &settings.output {
+        AccessLogOutput::Stdout => (Box::new(io::stdout()), None),
+        AccessLogOutput::Stderr => (Box::new(io::stderr()), None),
+        AccessLogOutput::File(path) => (Box::new(open_file(path)?), Some(path.clone())),
     };
     let (queue, rx) = sync_channel(QUEUE);
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || write_lines(rx, out))?;
+        .spawn(move || write_lines(rx, out, file))?;
     let _ = LOG.set(AccessLog {
         format: settings.format,
         queue,
@@ -137,6 +132,22 @@ pub fn record(entry: &Entry) {
     }
 }
 
+fn open_file(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("access log `{}`: {e}", path.display())))
+}
+
+/// Writes what is queued, then reopens the log file by its path (after
+/// logrotate moved it away); SIGUSR1.
+pub fn reopen() {
+    if let Some(log) = LOG.get() {
+        let _ = log.queue.send(Message::Reopen);
+    }
+}
+
 /// Waits (briefly) until queued lines are written; before exiting.
 pub fn flush() {
     let Some(log) = LOG.get() else { return };
@@ -146,7 +157,7 @@ pub fn flush() {
     }
 }
 
-fn write_lines(rx: Receiver<Message>, out: Box<dyn Write + Send>) {
+fn write_lines(rx: Receiver<Message>, out: Box<dyn Write + Send>, file: Option<std::path::PathBuf>) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     loop {
         // Flush as soon as the queue is empty: lines show up at once when
@@ -169,6 +180,17 @@ fn write_lines(rx: Receiver<Message>, out: Box<dyn Write + Send>) {
             Message::Flush(done) => {
                 let _ = out.flush();
                 let _ = done.send(());
+            }
+            Message::Reopen => {
+                let Some(path) = &file else { continue };
+                let _ = out.flush();
+                match open_file(path) {
+                    Ok(f) => {
+                        out = BufWriter::with_capacity(64 * 1024, Box::new(f));
+                        log::info!("access log reopened: {}", path.display());
+                    }
+                    Err(e) => log::error!("{e}; still writing to the file opened before"),
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ pub mod rewrite;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod signals;
 pub mod tls;
 pub mod upstream;
 pub mod vhost;

@@ -16,6 +16,10 @@ struct Cli {
     /// Configuration file.
     #[arg(long, short, global = true, default_value = "gateway.yaml")]
     config: PathBuf,
+    /// Take the listening sockets over from the running gateway (set by
+    /// the old process when it gets SIGUSR2).
+    #[arg(long, hide = true)]
+    upgrade: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -52,6 +56,11 @@ enum Command {
         #[arg(long, default_value = "GET")]
         method: String,
     },
+    /// Signal the running gateway (found by `server.pid_file`), as `nginx -s`.
+    Signal {
+        #[arg(value_enum)]
+        action: registry_gateway::signals::Control,
+    },
     /// Make a development CA and server certificate (not for production).
     Certs {
         /// Output folder.
@@ -67,9 +76,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    registry_gateway::signals::remember_exe();
     let cli = Cli::parse();
     registry_gateway::logging::init();
 
+    if let Some(Command::Signal { action }) = &cli.command {
+        return signal(*action, &cli.config);
+    }
     if let Some(Command::Certs { out, names, force }) = &cli.command {
         return certs(out, names, *force);
     }
@@ -120,16 +133,40 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Some(Command::Passwd { .. } | Command::Certs { .. }) => {
+        Some(Command::Passwd { .. } | Command::Certs { .. } | Command::Signal { .. }) => {
             unreachable!("handled before loading the configuration")
         }
-        None => match registry_gateway::server::run(config) {
+        None => match registry_gateway::server::run(config, cli.upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn signal(action: registry_gateway::signals::Control, config: &Path) -> ExitCode {
+    // Only the pid file is needed: a file the gateway would refuse still
+    // names it (reload then logs why the file is refused).
+    let settings = match registry_gateway::config::read(config) {
+        Ok((settings, _)) => settings,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("error: {line}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match registry_gateway::signals::send(action, settings.server.pid_file.as_deref(), config) {
+        Ok(pid) => {
+            eprintln!("sent {} to process {pid}", action.signal().1);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

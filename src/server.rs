@@ -6,7 +6,10 @@
 //! | SIGTERM | stop accepting, drain in-flight up to grace period | fast shutdown         |
 //! | SIGQUIT | same as SIGTERM                                    | graceful shutdown     |
 //! | SIGINT  | exit at once                                       | fast shutdown         |
-//! | SIGHUP  | reload gateway.yaml, htpasswd files, certificates   | reload configuration  |
+//! | SIGHUP  | reload gateway.yaml, htpasswd files, certificates  | reload configuration  |
+//! | SIGUSR1 | reopen the access log file                         | reopen log files      |
+//! | SIGUSR2 | start the binary anew, hand it the listening       | start new binary      |
+//! |         | sockets, drain up to the upgrade grace period      |                       |
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -60,9 +63,12 @@ pub enum StartError {
 }
 
 /// Runs the gateway until a shutdown signal; returns when it has stopped.
-pub fn run(config: Snapshot) -> Result<(), StartError> {
+/// `upgrade`: take the listening sockets over from the running process
+/// (started by its SIGUSR2) instead of binding them.
+pub fn run(config: Snapshot, upgrade: bool) -> Result<(), StartError> {
     // Pingora panics when a listener cannot bind; find out first and say why.
-    for (index, l) in config.listeners.iter().enumerate() {
+    let to_bind = if upgrade { &[][..] } else { &config.listeners[..] };
+    for (index, l) in to_bind.iter().enumerate() {
         TcpListener::bind(l.address).map_err(|source| StartError::Bind {
             file: config.source.display().to_string(),
             index,
@@ -70,7 +76,7 @@ pub fn run(config: Snapshot) -> Result<(), StartError> {
             source,
         })?;
     }
-    if let Some(m) = &config.metrics {
+    if let Some(m) = config.metrics.as_ref().filter(|_| !upgrade) {
         TcpListener::bind(m.address).map_err(|source| StartError::MetricsBind {
             file: config.source.display().to_string(),
             address: m.address,
@@ -96,13 +102,17 @@ pub fn run(config: Snapshot) -> Result<(), StartError> {
 
     let config = current.get();
     let grace = config.server.grace_period;
+    let upgrade_grace = config.server.upgrade_grace_period;
     let conf = ServerConf {
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
+        upgrade_sock_connect_accept_max_retries: Some(30),
         threads: config.server.threads,
         work_stealing: config.server.work_stealing,
         upstream_keepalive_pool_size: config.server.upstream_keepalive,
         // Pingora sleeps the whole grace period; our drain watcher exits
         // early once nothing is in flight.
-        grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),
+        // The longer of the two; the drain watcher ends the shorter one.
+        grace_period_seconds: Some(grace.max(upgrade_grace).as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         // Pingora's timer wheel keeps a cancelled timer until its deadline,
         // one entry per 10 ms of deadlines and thread: with 900 s idle
@@ -111,8 +121,19 @@ pub fn run(config: Snapshot) -> Result<(), StartError> {
         fast_timeout_to_tokio_threshold_seconds: Some(FAST_TIMER_LIMIT.as_secs()),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
+    if upgrade {
+        log::info!("took over the listening sockets from the old process");
+    }
+    let pid_file = config.server.pid_file.clone();
+    if let Some(path) = &pid_file {
+        crate::signals::write_pid_file(path);
+    }
 
     let mut app = pingora::proxy::http_proxy(&server.configuration, RegistryProxy::new(current.clone()));
     app.h2_options = Some(listeners::h2_options());
@@ -157,8 +178,15 @@ pub fn run(config: Snapshot) -> Result<(), StartError> {
         log::info!("metrics: http://{}/metrics (/healthz, /readyz)", m.address);
     }
     server.run(RunArgs {
-        shutdown_signal: Box::new(SignalWatch { grace }),
+        shutdown_signal: Box::new(SignalWatch {
+            grace,
+            upgrade_grace,
+            pid_file: pid_file.clone(),
+        }),
     });
+    if let Some(path) = &pid_file {
+        crate::signals::remove_pid_file(path);
+    }
     log::info!("stopped");
     Ok(())
 }
@@ -223,8 +251,13 @@ fn install_sighup_handler(on_hup: impl Fn() + Send + 'static) -> Result<(), Star
     Ok(())
 }
 
+/// After handing its sockets over, Pingora keeps accepting this long.
+const HANDOVER: Duration = Duration::from_millis(5_500);
+
 struct SignalWatch {
     grace: Duration,
+    upgrade_grace: Duration,
+    pid_file: Option<std::path::PathBuf>,
 }
 
 #[async_trait]
@@ -233,16 +266,43 @@ impl ShutdownSignalWatch for SignalWatch {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = int.recv() => {
-                log::info!("SIGINT received: exiting now");
-                // Pingora still waits for its runtimes; nothing is worth waiting for.
-                flush_and_exit(0);
+        let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
+        let mut usr2 = signal(SignalKind::user_defined2()).expect("SIGUSR2 handler");
+        loop {
+            tokio::select! {
+                _ = int.recv() => {
+                    log::info!("SIGINT received: exiting now");
+                    // Pingora still waits for its runtimes; nothing is worth waiting for.
+                    flush_and_exit(0);
+                }
+                _ = term.recv() => log::info!("SIGTERM received: draining"),
+                _ = quit.recv() => log::info!("SIGQUIT received: draining"),
+                _ = usr1.recv() => {
+                    log::info!("SIGUSR1 received: reopening the access log");
+                    access_log::reopen();
+                    continue;
+                }
+                _ = usr2.recv() => {
+                    match crate::signals::start_successor() {
+                        Ok(pid) => {
+                            log::info!(
+                                "SIGUSR2 received: started process {pid} to take over; handing it the listening \
+                                 sockets, then draining for up to {:?}",
+                                self.upgrade_grace
+                            );
+                            spawn_drain_watch(self.upgrade_grace + HANDOVER, HANDOVER, None);
+                            return ShutdownSignal::GracefulUpgrade;
+                        }
+                        Err(e) => {
+                            log::error!("SIGUSR2 received, but the new process did not start: {e}; still serving");
+                            continue;
+                        }
+                    }
+                }
             }
-            _ = term.recv() => log::info!("SIGTERM received: draining"),
-            _ = quit.recv() => log::info!("SIGQUIT received: draining"),
+            break;
         }
-        spawn_drain_watch(self.grace);
+        spawn_drain_watch(self.grace, Duration::from_millis(100), self.pid_file.clone());
         ShutdownSignal::GracefulTerminate
     }
 }
@@ -250,15 +310,21 @@ impl ShutdownSignalWatch for SignalWatch {
 /// Exits as soon as no request is in flight, or lets Pingora's grace period
 /// run out (after which remaining requests are cut, and an upload cut off
 /// mid-body is never completed upstream).
-fn spawn_drain_watch(grace: Duration) {
+/// After an upgrade's handover the pid file names the new process: only a
+/// plain stop removes it (`pid_file`).
+fn spawn_drain_watch(grace: Duration, settle: Duration, pid_file: Option<std::path::PathBuf>) {
     let deadline = Instant::now() + grace;
     std::thread::spawn(move || {
-        // Let listeners close and in-flight counts settle first.
-        std::thread::sleep(Duration::from_millis(100));
+        // Let listeners close and in-flight counts settle first; after an
+        // upgrade's handover both processes accept for Pingora's 5 s.
+        std::thread::sleep(settle);
         while Instant::now() < deadline {
             let n = IN_FLIGHT.load(Ordering::Acquire);
             if n == 0 {
                 log::info!("drained: no requests in flight, exiting");
+                if let Some(path) = &pid_file {
+                    crate::signals::remove_pid_file(path);
+                }
                 flush_and_exit(0);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -268,6 +334,10 @@ fn spawn_drain_watch(grace: Duration) {
             grace,
             IN_FLIGHT.load(Ordering::Acquire)
         );
+        if let Some(path) = &pid_file {
+            crate::signals::remove_pid_file(path);
+        }
+        flush_and_exit(0);
     });
 }
 

@@ -85,6 +85,12 @@ pub struct ServerSection {
     /// Re-read this file when it changes on disk (SIGHUP always re-reads it).
     #[serde(default)]
     pub watch_config: bool,
+    /// Where the running gateway writes its process id (for `signal`).
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket the listening sockets are handed over on in an upgrade.
+    pub upgrade_sock: Option<PathBuf>,
+    /// How long the old process of an upgrade serves its transfers.
+    pub upgrade_grace_period: Option<Duration>,
     /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,

@@ -23,6 +23,11 @@ pub struct ServerSettings {
     pub max_connections: Option<usize>,
     /// Re-read `gateway.yaml` when it changes on disk (SIGHUP always does).
     pub watch_config: bool,
+    pub pid_file: Option<PathBuf>,
+    /// Where an upgrade hands the listening sockets to the new process.
+    pub upgrade_sock: PathBuf,
+    /// How long the old process of an upgrade lets transfers finish.
+    pub upgrade_grace_period: Duration,
 }
 
 /// The metrics listener.
@@ -163,6 +168,8 @@ pub const DEFAULT_WORK_STEALING: bool = true;
 /// Pingora's own default pool size.
 pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 128;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// A multi-GB push over a slow link may take this long.
+pub const DEFAULT_UPGRADE_GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
 /// `gateway.yaml` with its plain settings checked; the sections that name
 /// other files or build runtime objects (upstreams, registries, auth) stay
@@ -192,8 +199,17 @@ impl Settings {
     pub fn new(file: GatewayFile, source: &Path, issues: &mut Vec<ConfigIssue>) -> Settings {
         let dir = source.parent().unwrap_or(Path::new(".")).to_owned();
         let mut c = Checker { dir: &dir, issues };
-        let server = c.server(&file);
+        let mut server = c.server(&file);
         let listeners = c.listeners(&file);
+        server.upgrade_sock = match (&file.server.upgrade_sock, &server.pid_file, listeners.first()) {
+            (Some(p), _, _) => dir.join(p),
+            (None, Some(pid), _) => PathBuf::from(format!("{}.upgrade.sock", pid.display())),
+            // Ports are not shared, so the first one names this instance.
+            (None, None, Some(l)) => {
+                std::env::temp_dir().join(format!("registry-gateway-{}.upgrade.sock", l.address.port()))
+            }
+            (None, None, None) => std::env::temp_dir().join("registry-gateway.upgrade.sock"),
+        };
         let timeouts = c.timeouts(&file);
         let limits = c.limits(&file);
         let auth_limits = c.auth_limits(&file);
@@ -266,6 +282,9 @@ impl Checker<'_> {
                 n => n,
             },
             watch_config: s.watch_config,
+            pid_file: s.pid_file.as_ref().map(|p| self.dir.join(p)),
+            upgrade_sock: PathBuf::new(), // after the listeners
+            upgrade_grace_period: s.upgrade_grace_period.map_or(DEFAULT_UPGRADE_GRACE_PERIOD, |d| d.0),
         }
     }
 

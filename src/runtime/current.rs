@@ -144,6 +144,12 @@ fn carry_over(old: &Snapshot, new: &mut Snapshot) -> Vec<String> {
     );
     keep("server.max_connections", o.max_connections != n.max_connections);
     keep("server.grace_period", o.grace_period != n.grace_period);
+    keep("server.pid_file", o.pid_file != n.pid_file);
+    keep("server.upgrade_sock", o.upgrade_sock != n.upgrade_sock);
+    keep(
+        "server.upgrade_grace_period",
+        o.upgrade_grace_period != n.upgrade_grace_period,
+    );
     let (ot, nt) = (&old.timeouts, &new.timeouts);
     keep("timeouts.client_header", ot.client_header != nt.client_header);
     keep("timeouts.keepalive", ot.keepalive != nt.keepalive);
