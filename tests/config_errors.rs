@@ -194,7 +194,7 @@ fn bad_listen_address() {
 #[test]
 fn upstream_url_with_an_unsupported_scheme() {
     let yaml = valid_with("\"http://127.0.0.1:15000\"", "\"ftp://x\"");
-    assert_check_fails(&yaml, &["upstreams.registry.url", "`ftp://x`"]);
+    assert_check_fails(&yaml, &["upstreams.registry.url", "`ftp://x`", "line 9"]);
 }
 
 #[test]
@@ -224,7 +224,8 @@ fn upstream_url_with_a_query() {
 #[test]
 fn registry_naming_an_undefined_upstream() {
     let yaml = valid_with("    upstream: registry\n", "    upstream: nosuch\n");
-    assert_check_fails(&yaml, &["registries[0].upstream", "`nosuch`"]);
+    // Checked after parsing, still pointed at its line.
+    assert_check_fails(&yaml, &["registries[0].upstream", "`nosuch`", "(line 13)"]);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! the crate: `runtime` builds the tables the proxy uses from these.
 
 pub mod file;
+mod locate;
 mod settings;
 pub mod values;
 
@@ -17,14 +18,20 @@ pub struct ConfigIssue {
     /// Dotted key path such as `listeners[0].address`; empty for the whole file.
     pub key: String,
     pub message: String,
+    /// Where the key is written, when known.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.key.is_empty() {
-            f.write_str(&self.message)
+            f.write_str(&self.message)?;
         } else {
-            write!(f, "{}: {}", self.key, self.message)
+            write!(f, "{}: {}", self.key, self.message)?;
+        }
+        match self.line {
+            Some(line) if !self.message.contains(" line ") => write!(f, " (line {line})"),
+            _ => Ok(()),
         }
     }
 }
@@ -33,6 +40,14 @@ pub fn issue(key: impl Into<String>, message: impl Into<String>) -> ConfigIssue 
     ConfigIssue {
         key: key.into(),
         message: message.into(),
+        line: None,
+    }
+}
+
+/// Fills in the line of each issue's key in `text` (the file's YAML).
+pub fn locate(text: &str, issues: &mut [ConfigIssue]) {
+    for i in issues.iter_mut().filter(|i| !i.key.is_empty()) {
+        i.line = locate::line_of(text, &i.key);
     }
 }
 
@@ -85,7 +100,7 @@ pub fn parse(text: &str, path: &Path) -> Result<(Settings, Vec<ConfigIssue>), Co
             }
         })?;
     let mut issues = Vec::new();
-    let settings = Settings::new(file, path, &mut issues);
+    let settings = Settings::new(file, path, text, &mut issues);
     Ok((settings, issues))
 }
 

@@ -191,12 +191,14 @@ pub struct Settings {
     /// `None`: `access_log: off`.
     pub access_log: Option<AccessLogSettings>,
     pub file: GatewayFile,
+    /// The YAML as read, to point messages at lines.
+    pub text: String,
 }
 
 impl Settings {
     /// Checks every plain setting; problems are appended to `issues` and the
     /// default stands in, so one run reports all of them.
-    pub fn new(file: GatewayFile, source: &Path, issues: &mut Vec<ConfigIssue>) -> Settings {
+    pub fn new(file: GatewayFile, source: &Path, text: &str, issues: &mut Vec<ConfigIssue>) -> Settings {
         let dir = source.parent().unwrap_or(Path::new(".")).to_owned();
         let mut c = Checker { dir: &dir, issues };
         let mut server = c.server(&file);
@@ -231,6 +233,7 @@ impl Settings {
             max_registry_labels,
             access_log,
             file,
+            text: text.to_owned(),
         }
     }
 

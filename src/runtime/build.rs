@@ -60,6 +60,8 @@ pub(super) fn build(settings: Settings, issues: Vec<ConfigIssue>) -> Result<Snap
         ..
     } = b;
     if !issues.is_empty() {
+        let mut issues = issues;
+        crate::config::locate(&settings.text, &mut issues);
         return Err(ConfigError::Invalid {
             file: settings.source,
             issues,
