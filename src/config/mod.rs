@@ -1,6 +1,7 @@
 //! `gateway.yaml` → checked plain [`Settings`]. Depends on nothing else in
 //! the crate: `runtime` builds the tables the proxy uses from these.
 
+mod check;
 pub mod file;
 mod locate;
 mod settings;
