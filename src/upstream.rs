@@ -136,7 +136,7 @@ fn tls_peer(
         let chain = load_chain(&config_dir.join(ca)).map_err(|e| issue("tls.ca", e.to_string()))?;
         let cas: Vec<WrappedX509> = chain
             .into_iter()
-            .map(|der| WrappedX509::new(der.to_vec(), |raw| pingora::utils::tls::parse_x509(raw)))
+            .map(|der| WrappedX509::new(der.to_vec(), pingora::utils::tls::parse_x509))
             .collect();
         peer.options.ca = Some(Arc::from(cas.into_boxed_slice()));
     }
