@@ -290,8 +290,9 @@ impl VirtualRegistry {
         path: &str,
         query: Option<&str>,
     ) -> Arc<Upstream> {
-        let upload = path.contains("/blobs/uploads/");
-        if let Some(key) = affinity::hint(query).filter(|_| upload) {
+        // Most requests carry no query at all: no path scan for them.
+        let hint = affinity::hint(query).filter(|_| path.contains("/blobs/uploads/"));
+        if let Some(key) = hint {
             let Some(owner) = self.upload_upstream(key) else {
                 return routed.clone();
             };
