@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use pingora::apps::ServerApp;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::ALPN;
 use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
 use pingora::services::listening::Service;
@@ -49,6 +50,15 @@ const H2_MAX_FRAME: u32 = 256 << 10;
 /// task hand over more per wake-up.
 const H2_SEND_BUFFER: usize = 4 << 20;
 
+/// Pingora puts a 64 KiB read buffer in front of every client socket and
+/// keeps it for the connection's life: most of the memory of an idle
+/// keep-alive connection. Request heads are read into their own 4 KiB
+/// buffer and bodies into 64 KiB ones that live only during a request, so
+/// plain listeners read the socket directly. rustls reads records of up to
+/// 16 KiB: TLS listeners keep a buffer of that size.
+const PLAIN_READ_BUFFER: usize = 0;
+const TLS_READ_BUFFER: usize = 16 << 10;
+
 /// Pingora's bounded defaults (header list size, concurrent streams) with
 /// larger windows and frames.
 pub fn h2_options() -> H2Options {
@@ -77,9 +87,10 @@ pub fn describe(l: &Listener) -> String {
 /// Adds every listener to the service.
 pub fn add_all<A: ServerApp + Send + Sync + 'static>(service: &mut Service<A>, listeners: &[Listener]) {
     for l in listeners {
-        let addr = l.address.to_string();
+        let endpoint = ListenerConfig::tcp(l.address.to_string());
+        let buffer = |read| L4BufferSettings::default().read(read);
         match &l.tls {
-            None => service.add_tcp(&addr),
+            None => service.add_listener(endpoint.l4_buffer(buffer(PLAIN_READ_BUFFER))),
             Some(tls) => {
                 let counter = Box::new(HandshakeCounter {
                     stats: tls.certificates.stats.clone(),
@@ -93,7 +104,7 @@ pub fn add_all<A: ServerApp + Send + Sync + 'static>(service: &mut Service<A>, l
                 } else {
                     settings.set_alpn(ALPN::H1);
                 }
-                service.add_tls_with_settings(&addr, None, settings);
+                service.add_listener(endpoint.l4_buffer(buffer(TLS_READ_BUFFER)).tls(settings));
             }
         }
         log::info!("listening on {}", describe(l));
