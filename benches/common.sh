@@ -97,3 +97,15 @@ EOF
   pids+=($!)
   wait_up "http://127.0.0.1:$reg_port/v2/" "${pids[-1]}" registry
 }
+
+# Prints hey's status codes, rate and errors from its output file; fails
+# unless every answer was a 200.
+hey_all_200() { # file
+  sed -n '/Status code distribution/,/^$/p' "$1"
+  grep -E 'Requests/sec' "$1"
+  if grep -q "Error distribution" "$1"; then
+    sed -n '/Error distribution/,$p' "$1"
+    return 1
+  fi
+  ! sed -n '/Status code distribution/,/^$/p' "$1" | grep -v '\[200\]' | grep -q '\['
+}

@@ -56,11 +56,4 @@ echo "$(nproc) cores, $(date -u +%F). Build and swap time per reload (ms, from t
 echo "min ${ms[0]}, median ${ms[$((RELOADS / 2))]}, max ${ms[$((RELOADS - 1))]}"
 echo
 echo "hey during the reloads (status codes; anything but 200 is a dropped request):"
-sed -n '/Status code distribution/,/^$/p' "$tmp/hey.txt"
-grep -E 'Requests/sec' "$tmp/hey.txt"
-if grep -q "Error distribution" "$tmp/hey.txt"; then
-  sed -n '/Error distribution/,$p' "$tmp/hey.txt"
-  exit 1
-fi
-non200="$(sed -n '/Status code distribution/,/^$/p' "$tmp/hey.txt" | grep -v '\[200\]' | grep -c '\[' || true)"
-((non200 == 0)) || exit 1
+hey_all_200 "$tmp/hey.txt"
