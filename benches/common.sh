@@ -109,3 +109,12 @@ hey_all_200() { # file
   fi
   ! sed -n '/Status code distribution/,/^$/p' "$1" | grep -v '\[200\]' | grep -q '\['
 }
+
+# Starts the gateway on $tmp/gateway.yaml (listening on $gw_port) with
+# RUST_LOG=LEVEL, its output in $tmp/gateway.log; sets gw_pid once it answers.
+run_gateway() { # level
+  RUST_LOG="$1" "$gateway_bin" --config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
+  gw_pid=$!
+  pids+=("$gw_pid")
+  wait_up "http://127.0.0.1:$gw_port/v2/" "$gw_pid" gateway
+}

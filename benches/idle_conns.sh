@@ -26,10 +26,7 @@ rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 echo "| connections | RSS before | RSS held | per connection | 3 s after closing |"
 echo "|---|---:|---:|---:|---:|"
 for mode in idle head; do
-  RUST_LOG=warn "$gateway_bin" --config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
-  gw_pid=$!
-  pids+=("$gw_pid")
-  wait_up "http://127.0.0.1:$gw_port/v2/" "$gw_pid" gateway
+  run_gateway warn
   before="$(rss "$gw_pid")"
   /usr/bin/python3 benches/conns/hold.py "$gw_port" "$CONNS" "$mode" 8 >/dev/null &
   holder=$!

@@ -30,10 +30,7 @@ gw_port="$(free_port)"
   echo "metrics: off"
   echo "access_log: off"
 } >"$tmp/gateway.yaml"
-RUST_LOG=info "$gateway_bin" --config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
-gw_pid=$!
-pids+=("$gw_pid")
-wait_up "http://127.0.0.1:$gw_port/v2/" "$gw_pid" gateway
+run_gateway info
 
 host="r$((REGISTRIES / 2)).example"
 log "hey on $host while sending $RELOADS SIGHUPs"

@@ -35,10 +35,7 @@ auth:
 metrics: off
 access_log: off
 YAML
-RUST_LOG=warn "$gateway_bin" --config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
-gw_pid=$!
-pids+=("$gw_pid")
-wait_up "http://127.0.0.1:$gw_port/v2/" "$gw_pid" gateway
+run_gateway warn
 
 sample() { # label
   local rss fds

@@ -24,10 +24,8 @@ registries: [ { name: main, default: true, upstream: registry } ]
 metrics: off
 access_log: off
 YAML
-RUST_LOG=info "$gateway_bin" --config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
-old_pid=$!
-pids+=("$old_pid")
-wait_up "http://127.0.0.1:$gw_port/v2/" "$old_pid" gateway
+run_gateway info
+old_pid=$gw_pid
 
 hey -z "${SECONDS_OF_LOAD}s" -c "$CONNS" -disable-keepalive "http://127.0.0.1:$gw_port/v2/" >"$tmp/hey.txt" &
 hey_pid=$!
