@@ -5,10 +5,12 @@
 //! byte at a time is held forever, and it accepts connections until the
 //! descriptors run out. [`GuardedApp`] wraps the proxy app: it refuses
 //! connections past `server.max_connections` with a 503, and runs the
-//! HTTP/1 keep-alive loop itself (as Pingora's does) with a timer per
-//! request that closes the connection when the head is not complete by
-//! `timeouts.client_header`. HTTP/2 connections go to Pingora's loop
-//! unchanged (the h2 layer bounds its own frames).
+//! HTTP/1 keep-alive loop itself (as Pingora's does). On plain TCP it reads
+//! each head before Pingora's session exists ([`head_prefetch`]), within
+//! `timeouts.keepalive` of silence and `timeouts.client_header` for the
+//! head; elsewhere a timer closes the connection when the head is not
+//! complete by `timeouts.client_header`. HTTP/2 connections go to
+//! Pingora's loop unchanged (the h2 layer bounds its own frames).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +24,7 @@ use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
+use crate::head_prefetch::{self, Budget, Prefetch};
 use crate::metrics;
 
 tokio::task_local! {
@@ -108,33 +111,71 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         if h2 {
             return ServerApp::process_new(&self.app, stream, shutdown).await;
         }
-        let mut session = ServerSession::new_http1(stream);
-        // As Pingora's own loop: the first request may take 60 s per read.
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
         let head_read = Arc::new(AtomicBool::new(false));
-        let mut deadline = self.limits.client_header;
+        let (mut stream, mut settings) = (stream, None);
+        let mut first = true;
         loop {
-            head_read.store(false, Ordering::Relaxed);
-            let request = HEAD_READ.scope(head_read.clone(), self.app.process_new_http(session, shutdown));
-            let mut request = std::pin::pin!(request);
-            let reused = tokio::select! {
-                biased;
-                reused = &mut request => reused,
-                () = fast_sleep(deadline) => {
-                    if !head_read.load(Ordering::Relaxed) {
+            // Plain TCP: wait for the head before Pingora allocates for it.
+            // First request: nothing within `client_header` counts as a
+            // head timeout; later ones: `keepalive` of silence just closes.
+            let mut deadline = Some(self.limits.client_header);
+            let pipelined = settings.as_ref().is_some_and(head_prefetch::carries_pipelined_bytes);
+            if !pipelined && head_prefetch::applies(&stream) {
+                let budget = if first {
+                    Budget::Whole(self.limits.client_header)
+                } else {
+                    Budget::AfterIdle {
+                        idle: self.limits.keepalive,
+                        head: self.limits.client_header,
+                    }
+                };
+                stream = match head_prefetch::read_head(stream, budget).await {
+                    Prefetch::Ready { stream, complete } => {
+                        // Pingora will not wait for head bytes: no timer needed.
+                        if complete {
+                            deadline = None;
+                        }
+                        stream
+                    }
+                    Prefetch::Closed => return None,
+                    Prefetch::Idle if !first => return None,
+                    Prefetch::Idle | Prefetch::Unfinished => {
                         metrics::client_header_timeout();
-                        log::debug!("request head not complete within {deadline:?}: closing the connection");
+                        log::debug!("request head not complete in time: closing the connection");
                         return None;
                     }
-                    request.await
+                };
+            } else if !first {
+                deadline = Some(self.limits.keepalive + self.limits.client_header);
+            }
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(settings) => settings.apply_to_session(&mut session),
+                // As Pingora's own loop: the first request may take 60 s per read.
+                None => session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) }),
+            }
+            let request = self.app.process_new_http(session, shutdown);
+            let reused = match deadline {
+                None => request.await,
+                Some(deadline) => {
+                    head_read.store(false, Ordering::Relaxed);
+                    let mut request = std::pin::pin!(HEAD_READ.scope(head_read.clone(), request));
+                    tokio::select! {
+                        biased;
+                        reused = &mut request => reused,
+                        () = fast_sleep(deadline) => {
+                            if !head_read.load(Ordering::Relaxed) {
+                                metrics::client_header_timeout();
+                                log::debug!("request head not complete within {deadline:?}: closing the connection");
+                                return None;
+                            }
+                            request.await
+                        }
+                    }
                 }
             };
-            let (stream, settings) = reused?.consume();
-            session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            deadline = self.limits.keepalive + self.limits.client_header;
+            (stream, settings) = reused?.consume();
+            first = false;
         }
     }
 

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connections;
 pub mod explain;
 pub mod head_checks;
+pub mod head_prefetch;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

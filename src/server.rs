@@ -93,6 +93,9 @@ pub fn run(config: Snapshot, upgrade: bool) -> Result<(), StartError> {
     let on_hup = current.clone();
     install_sighup_handler(move || {
         log::info!("SIGHUP received: reloading {}", on_hup.get().source.display());
+        // Lines of requests served so far are written before the new
+        // configuration's first.
+        access_log::flush();
         if let ReloadOutcome::Failed(_) = on_hup.reload(Reload::Signal) {
             // The htpasswd files and certificates of the configuration in
             // force are still re-read, as before configuration reloads.
@@ -229,6 +232,7 @@ fn watch_files(current: Arc<Current>) {
             let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
             if now.is_some() && now != *last {
                 *last = now;
+                access_log::flush();
                 current.reload(Reload::FileChanged);
                 return;
             }

@@ -1,20 +1,12 @@
-//! One line per request, as logfmt text or JSON, written by a background
-//! thread so request tasks never wait on (or lock) the output.
+//! The text of one access log line: logfmt or JSON, written without
+//! `fmt` on the common path.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{AccessLogFormat, AccessLogOutput, AccessLogSettings};
-
-/// Lines waiting for the writer; past this the output is too slow and
-/// lines are dropped (and counted) rather than stalling requests.
-const QUEUE: usize = 16 * 1024;
+use crate::config::AccessLogFormat;
 
 /// What one request was, for its log line. Never holds a password.
 #[derive(Debug)]
@@ -81,128 +73,22 @@ impl Entry<'_> {
     }
 }
 
-enum Message {
-    Line(Vec<u8>),
-    Flush(SyncSender<()>),
-    Reopen,
-}
-
-struct AccessLog {
-    format: AccessLogFormat,
-    queue: SyncSender<Message>,
-}
-
-static LOG: OnceLock<AccessLog> = OnceLock::new();
-
-/// Opens the output and starts the writer; `None` settings: no access log.
-pub fn init(settings: Option<&AccessLogSettings>) -> io::Result<()> {
-    let Some(settings) = settings else {
-        return Ok(());
-    };
-    let (out, file): (Box<dyn Write + Send>, _) = match &settings.output {
-        AccessLogOutput::Stdout => (Box::new(io::stdout()), None),
-        AccessLogOutput::Stderr => (Box::new(io::stderr()), None),
-        AccessLogOutput::File(path) => (Box::new(open_file(path)?), Some(path.clone())),
-    };
-    let (queue, rx) = sync_channel(QUEUE);
-    std::thread::Builder::new()
-        .name("access-log".into())
-        .spawn(move || write_lines(rx, out, file))?;
-    let _ = LOG.set(AccessLog {
-        format: settings.format,
-        queue,
-    });
-    Ok(())
-}
-
-pub fn enabled() -> bool {
-    LOG.get().is_some()
-}
-
-pub fn record(entry: &Entry) {
-    let Some(log) = LOG.get() else { return };
-    let mut line = String::with_capacity(320);
-    match log.format {
-        AccessLogFormat::Text => logfmt(entry, &mut line),
-        AccessLogFormat::Json => json(entry, &mut line),
+/// Appends `entry` as one line, newline included.
+pub(super) fn line(format: AccessLogFormat, entry: &Entry, s: &mut String) {
+    match format {
+        AccessLogFormat::Text => logfmt(entry, s),
+        AccessLogFormat::Json => json(entry, s),
     }
-    line.push('\n');
-    if let Err(TrySendError::Full(_)) = log.queue.try_send(Message::Line(line.into_bytes())) {
-        crate::metrics::access_log_dropped();
-    }
-}
-
-fn open_file(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("access log `{}`: {e}", path.display())))
-}
-
-/// Writes what is queued, then reopens the log file by its path (after
-/// logrotate moved it away); SIGUSR1.
-pub fn reopen() {
-    if let Some(log) = LOG.get() {
-        let _ = log.queue.send(Message::Reopen);
-    }
-}
-
-/// Waits (briefly) until queued lines are written; before exiting.
-pub fn flush() {
-    let Some(log) = LOG.get() else { return };
-    let (done, wait) = sync_channel(1);
-    if log.queue.send(Message::Flush(done)).is_ok() {
-        let _ = wait.recv_timeout(Duration::from_secs(1));
-    }
-}
-
-fn write_lines(rx: Receiver<Message>, out: Box<dyn Write + Send>, file: Option<std::path::PathBuf>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, out);
-    loop {
-        // Flush as soon as the queue is empty: lines show up at once when
-        // traffic is light and are batched when it is heavy.
-        let msg = match rx.try_recv() {
-            Ok(m) => m,
-            Err(_) => {
-                let _ = out.flush();
-                match rx.recv_timeout(Duration::from_secs(3600)) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            }
-        };
-        match msg {
-            Message::Line(line) => {
-                let _ = out.write_all(&line);
-            }
-            Message::Flush(done) => {
-                let _ = out.flush();
-                let _ = done.send(());
-            }
-            Message::Reopen => {
-                let Some(path) = &file else { continue };
-                let _ = out.flush();
-                match open_file(path) {
-                    Ok(f) => {
-                        out = BufWriter::with_capacity(64 * 1024, Box::new(f));
-                        log::info!("access log reopened: {}", path.display());
-                    }
-                    Err(e) => log::error!("{e}; still writing to the file opened before"),
-                }
-            }
-        }
-    }
+    s.push('\n');
 }
 
 /// `key=value` pairs; empty values are `-`, and an empty error is left out.
-fn logfmt(e: &Entry, s: &mut String) {
-    for (_, key, value) in e.fields() {
+pub(super) fn logfmt(e: &Entry, s: &mut String) {
+    for (i, (_, key, value)) in e.fields().into_iter().enumerate() {
         if key == "error" && e.error.is_empty() {
             continue;
         }
-        if !s.is_empty() {
+        if i > 0 {
             s.push(' ');
         }
         s.push_str(key);
@@ -215,7 +101,7 @@ fn logfmt(e: &Entry, s: &mut String) {
     }
 }
 
-fn json(e: &Entry, s: &mut String) {
+pub(super) fn json(e: &Entry, s: &mut String) {
     s.push('{');
     for (i, (key, _, value)) in e.fields().into_iter().enumerate() {
         if i > 0 {
