@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts: sourced first thing, with BENCH_NAME (the
 # log prefix) set. Resolves the GATEWAY_BIN and REPORT knobs against the
 # caller's directory, then works from the repository root.
@@ -57,9 +58,14 @@ cleanup() {
 log() { echo "$BENCH_NAME: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Below the kernel's range for outgoing connections: a port in it may be
+# held by one (thousands are left in TIME_WAIT after a run), which a
+# connect test cannot see.
 free_port() {
-  local p
-  while :; do p=$((20000 + RANDOM % 40000)); port_open "$p" || { echo "$p"; return; }; done
+  local p low _high
+  read -r low _high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+  ((low > 11000)) || low=32768
+  while :; do p=$((10000 + RANDOM % (low - 10000))); port_open "$p" || { echo "$p"; return; }; done
 }
 # Waits up to WAIT_TRIES tenths of a second (processes under valgrind need more).
 wait_up() { # url pid name [curl options...]
@@ -117,4 +123,127 @@ run_gateway() { # level
   gw_pid=$!
   pids+=("$gw_pid")
   wait_up "http://127.0.0.1:$gw_port/v2/" "$gw_pid" gateway
+}
+
+# The pids of a process's children (nginx: the master's workers).
+children_of() { # pid -> " child child ..."
+  local p stat f
+  for p in /proc/[0-9]*; do
+    stat="$(cat "$p/stat" 2>/dev/null)" || continue
+    read -r -a f <<<"${stat##*) }"
+    [[ "${f[1]}" == "$1" ]] && printf ' %s' "${p#/proc/}"
+  done
+  return 0
+}
+
+# Writes DIR/nginx.conf: the classic registry recipe (worker_processes 2,
+# `upstream registry` with keepalive 32 toward 127.0.0.1:UPSTREAM-PORT, one
+# server block on LISTEN proxying /v2/ there with client_max_body_size 0),
+# its error log in $tmp/NAME.log. LISTEN is the listen directive's
+# arguments ("127.0.0.1:PORT", maybe followed by " ssl http2"). Options:
+#   access_log=ARGS   the http block's access_log (default: off)
+#   connections=N     events.worker_connections (default 1024)
+#   http=TEXT         more directives for the http block (ssl_*)
+#   servers=TEXT      more server blocks, appended inside the http block
+nginx_registry_conf() { # dir name upstream-port listen [option=value...]
+  local d="$1" name="$2" up="$3" listen="$4" o access_log=off conns=1024 http="" servers=""
+  shift 4
+  for o in "$@"; do
+    case "$o" in
+      access_log=*) access_log="${o#*=}" ;;
+      connections=*) conns="${o#*=}" ;;
+      http=*) http="${o#*=}" ;;
+      servers=*) servers="${o#*=}" ;;
+      *) die "nginx_registry_conf: unknown option '$o'" ;;
+    esac
+  done
+  mkdir -p "$d/tmp"
+  chmod 755 "$d" "$d/tmp"
+  cat >"$d/nginx.conf" <<EOC
+worker_processes 2;
+pid $d/nginx.pid;
+error_log $tmp/$name.log warn;
+events { worker_connections $conns; }
+http {
+  access_log $access_log;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;$http
+
+  upstream registry {
+    server 127.0.0.1:$up;
+    keepalive 32;
+  }
+  server {
+    listen $listen;
+    client_max_body_size 0;
+    chunked_transfer_encoding on;
+    location /v2/ {$nginx_registry_recipe
+    }
+  }$servers
+}
+EOC
+}
+
+# Starts nginx in the foreground on DIR/nginx.conf (its output and error
+# log in $tmp/NAME.log); sets nginx_pid (the master) once URL answers.
+run_nginx() { # dir name url [curl options...]
+  # shellcheck disable=SC2094 # nginx appends to its error log itself
+  "$nginx_bin" -e "$tmp/$2.log" -p "$1" -c "$1/nginx.conf" -g 'daemon off;' >>"$tmp/$2.log" 2>&1 &
+  nginx_pid=$!
+  pids+=("$nginx_pid")
+  wait_up "$3" "$nginx_pid" "$2" "${@:4}"
+}
+
+# Drops a pid that has been waited for from pids[], so that cleanup never
+# signals a recycled pid.
+forget_pid() { # pid
+  local p keep=()
+  for p in "${pids[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+# Stops a process started here (SIGTERM), waits for it and forgets it.
+stop_pid() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  forget_pid "$1"
+}
+
+# --- measuring helpers shared by compare.sh and threads.sh ---------------
+# shellcheck disable=SC2034 # read by the scripts that source this file
+clk_tck="$(getconf CLK_TCK)"
+cpu_ticks() { # pids... -> utime+stime summed over all threads
+  local p stat total=0
+  local -a f
+  for p in "$@"; do
+    stat="$(cat "/proc/$p/stat")"
+    read -r -a f <<<"${stat##*) }" # fields from "state" on: utime=11, stime=12
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+to_ms() { # wrk durations: 812.00us, 1.20ms, 1.01s, 1.00m
+  awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : 0;
+    printf "%.3f", n * f }'
+}
+# Median of numbers; "n/a" values are left out.
+median() { printf '%s\n' "$@" | awk '$1 != "n/a"' | sort -g | awk '{ a[NR] = $1 } END {
+    if (NR == 0) { print "n/a"; exit }
+    print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+now() { date +%s.%N; }
+
+# Other work on the machine (a build, a test suite, another benchmark)
+# skews the figures: each load run notes whether compilers, test binaries or
+# processes of another bench script (found by its temp dir) were running.
+busy_runs=0 load_runs=0
+busy_check() {
+  load_runs=$((load_runs + 1))
+  if pgrep -f '(^|/)(cargo|rustc) |registry-gateway --config /tmp/\.gateway-test' >/dev/null ||
+    pgrep -af 'registry-gateway-[a-z_]+\.[A-Za-z0-9]{6}/' | grep -vcF "$tmp/" >/dev/null; then
+    busy_runs=$((busy_runs + 1))
+  fi
+  return 0
 }

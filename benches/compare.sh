@@ -3,6 +3,11 @@
 # at all ("direct"), on loopback:
 #   registry  small requests against a real registry:2
 #   static    small requests against a fast static upstream (a bare nginx)
+#   default   what users measure first: a manifest GET through the gateway
+#             on the repository's gateway.yaml (text access log to stdout,
+#             metrics on) and nginx with its combined access log to a file,
+#             then both with the access log off; CPU and context switches
+#             per request, and the CPU cost of one log line
 #   auth      Basic auth (apr1 and bcrypt-10 users) in front of that upstream
 #   flood     a valid user's latency during a wrong-password flood
 #   blob      a large blob pushed and pulled through registry:2
@@ -13,7 +18,7 @@
 # Writes a Markdown report to stdout and to benches/results/latest.md.
 #
 # Knobs (env): RUNS=3 DURATION=10s BLOB_SIZE=1G TARGETS="direct gateway nginx"
-#   CASES=registry,static,auth,flood,blob,tls,tls-small,vhosts
+#   CASES=registry,static,default,auth,flood,blob,tls,tls-small,vhosts
 #     ("small" = registry,static)
 #   AUTH_DURATION=5s AUTH_CONNS=16
 #   FLOOD_RUNS=1 FLOOD_DURATION=10s FLOOD_CONNS=16 VALID_CONNS=2 VALID_QPS=10
@@ -35,14 +40,14 @@ VALID_CONNS="${VALID_CONNS:-2}" VALID_QPS="${VALID_QPS:-10}"
 TLS_DURATION="${TLS_DURATION:-5s}" VHOSTS="${VHOSTS:-100}" VHOSTS_DURATION="${VHOSTS_DURATION:-5s}"
 REPORT="${REPORT-benches/results/latest.md}"
 read -r -a targets <<<"${TARGETS:-direct gateway nginx}"
-read -r -a cases <<<"$(tr ',' ' ' <<<"${CASES:-registry,static,auth,flood,blob,tls,tls-small,vhosts}")"
+read -r -a cases <<<"$(tr ',' ' ' <<<"${CASES:-registry,static,default,auth,flood,blob,tls,tls-small,vhosts}")"
 
 has_target() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 has_case() { [[ " ${cases[*]} " == *" $1 "* ]] ||
   { [[ " ${cases[*]} " == *" small "* ]] && [[ "$1" == registry || "$1" == static ]]; }; }
 for c in "${cases[@]}"; do
-  case "$c" in registry | static | auth | flood | blob | tls | tls-small | vhosts | small) ;;
-    *) echo "bench: unknown case '$c' (registry, static, auth, flood, blob, tls, tls-small, vhosts, small)" >&2; exit 2 ;;
+  case "$c" in registry | static | default | auth | flood | blob | tls | tls-small | vhosts | small) ;;
+    *) echo "bench: unknown case '$c' (registry, static, default, auth, flood, blob, tls, tls-small, vhosts, small)" >&2; exit 2 ;;
   esac
 done
 for t in "${targets[@]}"; do
@@ -56,20 +61,12 @@ if ! [[ "$VHOSTS" =~ ^[0-9]+$ ]] || ((VHOSTS < 2)); then
 fi
 need_registry=0 need_static=0 need_tls=0
 { has_case registry || has_case blob || has_case tls; } && need_registry=1
-{ has_case static || has_case auth || has_case flood || has_case tls-small || has_case vhosts; } && need_static=1
+{ has_case static || has_case default || has_case auth || has_case flood || has_case tls-small || has_case vhosts; } &&
+  need_static=1
 { has_case tls || has_case tls-small; } && need_tls=1
 
 bench_start
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
-children_of() { # pid -> its child pids (nginx workers)
-  local p stat f
-  for p in /proc/[0-9]*; do
-    stat="$(cat "$p/stat" 2>/dev/null)" || continue
-    read -r -a f <<<"${stat##*) }"
-    [[ "${f[1]}" == "$1" ]] && printf ' %s' "${p#/proc/}"
-  done
-  return 0
-}
 
 oci_manifest=application/vnd.oci.image.manifest.v1+json
 declare -A url=()      # endpoint -> base URL
@@ -151,11 +148,12 @@ auth_bcrypt="$(basic "$bc_user" "$bc_pass")"
 auth_wrong="$(basic "$bc_user" "not-the-password")"
 
 # One development CA and server certificate (ECDSA P-256, for localhost and
-# 127.0.0.1), served by both proxies' TLS listeners. TLS URLs use the name
-# localhost: wrk sends the URL's host as SNI, and an IP address there is
-# illegal (rustls ignores it, with a warning per handshake).
+# 127.0.0.1), served by both proxies' TLS listeners (and by the TLS listener
+# of the default case's gateway.yaml). TLS URLs use the name localhost: wrk
+# sends the URL's host as SNI, and an IP address there is illegal (rustls
+# ignores it, with a warning per handshake).
 tls_curl=()
-if ((need_tls)); then
+if ((need_tls)) || has_case default; then
   "$gateway_bin" certs --out "$tmp/certs" >"$tmp/certs.log" 2>&1 ||
     die "registry-gateway certs failed: $(cat "$tmp/certs.log")"
   tls_curl=(--cacert "$tmp/certs/ca.crt")
@@ -215,8 +213,9 @@ EOF
 # The classic registry recipe; with an auth port, a second server block with
 # the same proxying plus auth_basic. With "tls", the first server block
 # listens with TLS and HTTP/2, on the same certificate and key as the gateway.
-start_nginx() { # endpoint upstream-port [auth-endpoint] [plain|tls]
-  local d="$tmp/$1" port auth_port="" master loc listen_opts="" ssl_conf=""
+# ACCESS-LOG: the arguments of its access_log (default: off).
+start_nginx() { # endpoint upstream-port [auth-endpoint] [plain|tls] [access-log]
+  local d="$tmp/$1" port auth_port="" listen_opts="" ssl_conf="" servers=""
   port="$(free_port)"
   [[ -n "${3:-}" ]] && auth_port="$(free_port)"
   if [[ "${4:-plain}" == tls ]]; then
@@ -227,59 +226,79 @@ start_nginx() { # endpoint upstream-port [auth-endpoint] [plain|tls]
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:10m;"
   fi
-  mkdir -p "$d/tmp"
-  chmod 755 "$d" "$d/tmp"
-  loc="$nginx_registry_recipe"
-  {
-    cat <<EOF
-worker_processes 2;
-pid $d/nginx.pid;
-error_log $tmp/$1.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;$ssl_conf
-
-  upstream registry {
-    server 127.0.0.1:$2;
-    keepalive 32;
-  }
-  server {
-    listen 127.0.0.1:$port$listen_opts;
-    client_max_body_size 0;
-    chunked_transfer_encoding on;
-    location /v2/ {$loc
-    }
-  }
-EOF
-    [[ -n "$auth_port" ]] && cat <<EOF
+  [[ -n "$auth_port" ]] && servers="
   server {
     listen 127.0.0.1:$auth_port;
     client_max_body_size 0;
     chunked_transfer_encoding on;
     location /v2/ {
-      auth_basic "bench";
-      auth_basic_user_file $tmp/htpasswd;$loc
+      auth_basic \"bench\";
+      auth_basic_user_file $tmp/htpasswd;$nginx_registry_recipe
     }
-  }
-EOF
-    echo "}"
-  } >"$d/nginx.conf"
-  # shellcheck disable=SC2094 # nginx appends to its error log itself
-  "$nginx_bin" -e "$tmp/$1.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >>"$tmp/$1.log" 2>&1 &
-  master=$!
-  pids+=("$master")
+  }"
+  nginx_registry_conf "$d" "$1" "$2" "127.0.0.1:$port$listen_opts" \
+    "access_log=${5:-off}" "http=$ssl_conf" "servers=$servers"
   [[ -n "$ssl_conf" ]] && url[$1]="https://localhost:$port" || url[$1]="http://127.0.0.1:$port"
-  wait_up "${url[$1]}/v2/" "$master" "$1" "${tls_curl[@]}"
-  cpu_pids[$1]="$master$(children_of "$master")"
+  run_nginx "$d" "$1" "${url[$1]}/v2/" "${tls_curl[@]}"
+  cpu_pids[$1]="$nginx_pid$(children_of "$nginx_pid")"
   if [[ -n "$auth_port" ]]; then
     url[$3]="http://127.0.0.1:$auth_port"
     cpu_pids[$3]="${cpu_pids[$1]}"
   fi
+}
+
+# The default case's gateway: the repository's gateway.yaml as users start
+# it, with only what a bench must change: its two listeners and its metrics
+# listener on free loopback ports, the upstream URL the static upstream's,
+# the TLS listener's certificate the bench's, and server.threads: 2 as in
+# every other case. With "off", its access_log block becomes
+# `access_log: off`. No RUST_LOG (the gateway's default, info); its stdout,
+# where the default access log goes, into a file in $tmp like nginx's log.
+start_gateway_default() { # endpoint on|off stdout-file
+  local plain tls metrics pid conf="$tmp/$1.yaml"
+  plain="$(free_port)" tls="$(free_port)" metrics="$(free_port)"
+  while [[ "$tls" == "$plain" ]]; do tls="$(free_port)"; done
+  while [[ "$metrics" == "$plain" || "$metrics" == "$tls" ]]; do metrics="$(free_port)"; done
+  awk -v plain="127.0.0.1:$plain" -v tls="127.0.0.1:$tls" -v metrics="127.0.0.1:$metrics" \
+    -v up="http://127.0.0.1:$st_port" -v certs="$tmp/certs" -v logmode="$2" '
+    function sub1(from, to,  i) { # literal replacement, counted
+      if ((i = index($0, from)) == 0) return
+      $0 = substr($0, 1, i - 1) to substr($0, i + length(from))
+      n[from]++
+    }
+    inlog && /^[ \t]/ { # the access_log block
+      if ($0 ~ /^ +format: text *$/) n["format: text"]++
+      if ($0 ~ /^ +output: stdout *$/) n["output: stdout"]++
+      if (logmode == "on") print
+      next
+    }
+    { inlog = 0 }
+    /^access_log: *$/ {
+      inlog = 1; n["access_log:"]++
+      print (logmode == "on") ? $0 : "access_log: off"
+      next
+    }
+    /^server: *$/ { print; print "  threads: 2"; n["server:"]++; next }
+    {
+      sub1("\"0.0.0.0:5000\"", "\"" plain "\""); sub1("\"0.0.0.0:5443\"", "\"" tls "\"")
+      sub1("\"http://127.0.0.1:15000\"", "\"" up "\""); sub1("\"127.0.0.1:9145\"", "\"" metrics "\"")
+      sub1("certs/dev/server.crt", certs "/server.crt"); sub1("certs/dev/server.key", certs "/server.key")
+      print
+    }
+    END {
+      split("server:|\"0.0.0.0:5000\"|\"0.0.0.0:5443\"|\"http://127.0.0.1:15000\"|\"127.0.0.1:9145\"|certs/dev/server.crt|certs/dev/server.key|access_log:|format: text|output: stdout", want, "|")
+      for (k in want) if (n[want[k]] != 1) { print "gateway.yaml: expected " want[k] " once, found it " n[want[k]] + 0 " times" > "/dev/stderr"; bad = 1 }
+      exit bad
+    }' gateway.yaml >"$conf" 2>"$tmp/$1.check" ||
+    die "the default case no longer fits gateway.yaml (update start_gateway_default): $(cat "$tmp/$1.check")"
+  "$gateway_bin" check --config "$conf" >"$tmp/$1.check" 2>&1 ||
+    die "gateway rejected the $1 config: $(cat "$tmp/$1.check")"
+  env -u RUST_LOG "$gateway_bin" --config "$conf" >"$3" 2>"$tmp/$1.log" &
+  pid=$!
+  pids+=("$pid")
+  url[$1]="http://127.0.0.1:$plain"
+  wait_up "${url[$1]}/v2/" "$pid" "$1"
+  cpu_pids[$1]="$pid"
 }
 
 auth_yaml="auth:
@@ -302,6 +321,10 @@ vhost_registries() { # N
 if has_target gateway; then
   { has_case registry || has_case blob; } && start_gateway gateway "$reg_port" ""
   has_case static && start_gateway gateway-static "$st_port" ""
+  if has_case default; then
+    start_gateway_default gateway-default on "$tmp/gateway-access.log"
+    start_gateway_default gateway-default-nolog off "$tmp/gateway-default-nolog.stdout"
+  fi
   { has_case auth || has_case flood; } && start_gateway gateway-auth "$st_port" "$auth_yaml"
   has_case flood && start_gateway gateway-nothrottle "$st_port" "  auth_throttle:
     max_failures: 0
@@ -318,20 +341,22 @@ if has_target nginx; then
   if has_case auth || has_case flood; then start_nginx nginx-static "$st_port" nginx-auth
   elif has_case static; then start_nginx nginx-static "$st_port"
   fi
+  if has_case default; then
+    start_nginx nginx-default "$st_port" "" plain "$tmp/nginx-access.log combined"
+    start_nginx nginx-default-nolog "$st_port"
+  fi
   has_case tls && start_nginx nginx-tls "$reg_port" "" tls
   has_case tls-small && start_nginx nginx-tls-static "$st_port" "" tls
 fi
 
 # --- helpers --------------------------------------------------------------
-clk_tck="$(getconf CLK_TCK)"
-cpu_ticks() { # pids... -> utime+stime summed over all threads
-  local p stat total=0
-  for p in "$@"; do
-    stat="$(cat "/proc/$p/stat")"
-    read -r -a f <<<"${stat##*) }" # fields from "state" on: utime=11, stime=12
-    total=$((total + f[11] + f[12]))
-  done
-  echo "$total"
+# Context switches (voluntary + involuntary) of processes, summed over all
+# their threads: /proc/PID/status counts the main thread only, and
+# /proc/PID/task/*/status has every thread, the main one included.
+ctx_switches() { # pids... -> total
+  local p
+  for p in "$@"; do cat "/proc/$p/task/"*/status 2>/dev/null || true; done |
+    awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { n += $2 } END { print n + 0 }'
 }
 peak_rss_kib() { # pids... -> summed VmHWM (nginx: master + workers)
   local p total=0 v
@@ -341,15 +366,6 @@ peak_rss_kib() { # pids... -> summed VmHWM (nginx: master + workers)
   done
   echo "$total"
 }
-to_ms() { # wrk durations: 812.00us, 1.20ms, 1.01s, 1.00m
-  awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
-    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : 0;
-    printf "%.3f", n * f }'
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
-    if (NR == 0) { print "n/a"; exit }
-    print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-now() { date +%s.%N; }
 
 # Upload a blob in two steps (POST, then monolithic PUT with ?digest=) to
 # the given base URL; the Location path is re-based onto that URL so the
@@ -383,15 +399,6 @@ expect_status() { # want method url [curl options...]
   [[ "$got" == "$want" ]] || die "$1 $2 answered $got, expected $want"
 }
 
-# Other work on the machine (a build, a test suite) skews the figures: each
-# load run notes whether compilers or test binaries were running.
-busy_runs=0 load_runs=0
-busy_check() {
-  load_runs=$((load_runs + 1))
-  pgrep -f '(^|/)(cargo|rustc) |registry-gateway --config /tmp/\.gateway-test' >/dev/null &&
-    busy_runs=$((busy_runs + 1))
-  return 0
-}
 
 declare -A res=() # "metric|column" -> values of every run
 add() { res["$1|$2"]+="$3 "; }
@@ -417,20 +424,20 @@ hey_stats() {
       printf "%.1f %.3f %.3f %d %d\n", n / end, pct(50), pct(99), n, bad }'
 }
 
-last_cpu_us="" # proxy CPU µs per request of the latest load_run
+last_cpu_us="" last_reqs="" # proxy CPU µs per request and requests of the latest load_run
 load_run() {
-  local m="$1" col="$2" ep="$3" u="${url[$3]}$4" tool="$5" before after out rps p50 p99 reqs bad sockerr=""
+  local m="$1" col="$2" ep="$3" u="${url[$3]}$4" tool="$5" before after cs0 cs1 out rps p50 p99 reqs bad sockerr=""
   shift 5
   local -a pp
   read -r -a pp <<<"${cpu_pids[$ep]:-}"
   busy_check
-  ((${#pp[@]})) && before="$(cpu_ticks "${pp[@]}")"
+  ((${#pp[@]})) && before="$(cpu_ticks "${pp[@]}")" cs0="$(ctx_switches "${pp[@]}")"
   if [[ "$tool" == wrk ]]; then # options after the fixed ones win (-d, -c)
     out="$(wrk -t2 -c32 -d"$DURATION" --latency "$@" "$u")"
   else
     out="$(hey -o csv -m HEAD -H "Accept: $oci_manifest" "$@" "$u")"
   fi
-  ((${#pp[@]})) && after="$(cpu_ticks "${pp[@]}")"
+  ((${#pp[@]})) && after="$(cpu_ticks "${pp[@]}")" cs1="$(ctx_switches "${pp[@]}")"
   if [[ "$tool" == wrk ]]; then
     rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
     p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
@@ -450,11 +457,12 @@ load_run() {
   add "$m req/s" "$col" "$rps"
   add "$m p50 ms" "$col" "$p50"
   add "$m p99 ms" "$col" "$p99"
-  last_cpu_us=""
+  last_cpu_us="" last_reqs="$reqs"
   if ((${#pp[@]})); then
     last_cpu_us="$(awk -v d=$((after - before)) -v hz="$clk_tck" -v n="$reqs" \
       'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
     add "$m proxy CPU µs/req" "$col" "$last_cpu_us"
+    add "$m proxy ctx switches/req" "$col" "$(awk -v d=$((cs1 - cs0)) -v n="$reqs" 'BEGIN { printf "%.3f", d / n }')"
   fi
   log "$(printf '%-19s %-30s %10s req/s  p50 %s ms  p99 %s ms%s' "$ep" "$m" "$rps" "$p50" "$p99" \
     "${sockerr:+  ($sockerr socket errors)}")"
@@ -511,6 +519,69 @@ if has_case static; then
     for t in "${targets[@]}"; do
       load_run "s:GET /v2/" "$t" "${static_ep[$t]}" /v2/ wrk
       load_run "s:HEAD manifest" "$t" "${static_ep[$t]}" "$static_path" hey -z "$DURATION" -c 32
+    done
+  done
+fi
+
+# --- the default configuration, access log on and off -------------------
+# A manifest GET with 64 connections through the gateway on gateway.yaml
+# and nginx with its default combined log to a file, each once more with
+# its access log off. Each round runs all four, the order reversed every
+# other round; the log's cost is the difference of the CPU per request
+# with and without it, per round.
+declare -A default_ep=([gateway:on]=gateway-default [gateway:off]=gateway-default-nolog
+  [nginx:on]=nginx-default [nginx:off]=nginx-default-nolog)
+default_targets=()
+for t in gateway nginx; do has_target "$t" && default_targets+=("$t"); done
+if has_case default && ! ((${#default_targets[@]})); then
+  log "default: skipped, it needs the gateway or nginx target"
+elif has_case default; then
+  default_runs=()
+  for l in on off; do
+    for t in "${default_targets[@]}"; do
+      x="$t:$l" ep="${default_ep[$t:$l]}"
+      default_runs+=("$x")
+      hdrs="$(curl -sS -D - -o /dev/null -H "Accept: $oci_manifest" "${url[$ep]}$static_path" | tr -d '\r')"
+      if ! grep -q '^HTTP/1.1 200' <<<"$hdrs" || ! grep -qi "^docker-content-digest: $static_digest$" <<<"$hdrs" ||
+        ! grep -qi "^content-type: $oci_manifest$" <<<"$hdrs"; then
+        die "$ep: wrong manifest answer: $hdrs"
+      fi
+    done
+  done
+  declare -A default_reqs=() default_cpu=()
+  log "default: $RUNS rounds x ${#default_runs[@]} (targets x access log on/off) x $DURATION"
+  for run in $(seq "$RUNS"); do
+    order=("${default_runs[@]}")
+    ((run % 2)) || for i in "${!default_runs[@]}"; do order[i]="${default_runs[-1 - i]}"; done
+    for x in "${order[@]}"; do
+      load_run "d:log ${x#*:}: GET manifest" "${x%:*}" "${default_ep[$x]}" "$static_path" wrk \
+        -c64 -H "Accept: $oci_manifest"
+      default_cpu[$x]="$last_cpu_us"
+      default_reqs[$x]=$((${default_reqs[$x]:-1} + last_reqs)) # 1: the check above
+    done
+    for t in "${default_targets[@]}"; do
+      add "d:access log cost: proxy CPU µs/req, on − off" "$t" \
+        "$(awk -v a="${default_cpu[$t:on]}" -v b="${default_cpu[$t:off]}" 'BEGIN { printf "%.1f", a - b }')"
+    done
+  done
+  # Every request must have left a line with the log on, and none with it
+  # off (wrk counts only the answers it read: a few more may be logged).
+  sleep 1
+  declare -A default_log=([gateway:on]="$tmp/gateway-access.log" [gateway:off]="$tmp/gateway-default-nolog.stdout"
+    [nginx:on]="$tmp/nginx-access.log")
+  default_log_note=""
+  for t in "${default_targets[@]}"; do
+    for l in on off; do
+      logf="${default_log[$t:$l]:-}"
+      [[ -n "$logf" ]] || continue
+      lines="$(wc -l <"$logf")" want="${default_reqs[$t:$l]}"
+      if [[ "$l" == off ]]; then
+        ((lines == 0)) || die "$t with access_log off wrote $lines lines to $logf"
+        continue
+      fi
+      log "default: $t access log: $lines lines, $(stat -c %s "$logf") bytes, for at least $want requests"
+      ((lines >= want)) || die "$t access log has $lines lines for $want requests"
+      default_log_note+="${default_log_note:+; }$t $(awk -v b="$(stat -c %s "$logf")" -v n="$lines" 'BEGIN { printf "%.0f", b / n }') bytes"
     done
   done
 fi
@@ -739,7 +810,8 @@ fi
 # Peak RSS after all runs, per proxy process (or nginx instance).
 for t in gateway nginx; do
   for x in "$t|proxy peak RSS MiB" "$t-static|s:proxy peak RSS MiB" \
-    "$t-tls|t:proxy peak RSS MiB" "$t-tls-static|h:proxy peak RSS MiB"; do
+    "$t-tls|t:proxy peak RSS MiB" "$t-tls-static|h:proxy peak RSS MiB" \
+    "$t-default|d:log on: proxy peak RSS MiB" "$t-default-nolog|d:log off: proxy peak RSS MiB"; do
     read -r -a pp <<<"${cpu_pids[${x%%|*}]:-}"
     ((${#pp[@]})) || continue
     add "${x#*|}" "$t" "$(awk -v k="$(peak_rss_kib "${pp[@]}")" 'BEGIN { printf "%.1f", k / 1024 }')"
@@ -757,12 +829,13 @@ val() { # metric column -> median, rounded for the table
   local fmt
   read -r -a v <<<"${res["$1|$2"]:-}"
   ((${#v[@]})) || { echo n/a; return; }
-  case "$1" in *"s/GB"* | *"(ratio)") fmt="%.2f" ;; *" ms") fmt="%.2f" ;; *"µs/req" | *MiB) fmt="%.1f" ;; *) fmt="%.0f" ;; esac
+  case "$1" in *"s/GB"* | *"(ratio)" | *"switches/req") fmt="%.2f" ;; *" ms") fmt="%.2f" ;; *"µs/req"* | *MiB) fmt="%.1f" ;; *) fmt="%.0f" ;; esac
   # shellcheck disable=SC2059 # the format is one of the above
   LC_ALL=C printf "$fmt\n" "$(median "${v[@]}")"
 }
 ratio() { [[ "$1" == n/a || "$2" == n/a ]] && { echo n/a; return; }
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) { print "n/a"; exit }
+  # (a difference within the noise can be negative: no ratio then)
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0 || a < 0) { print "n/a"; exit }
     r = a / b; printf (r >= 100) ? "%.0f\n" : (r >= 0.1 || r == 0) ? "%.2f\n" : "%.2g\n", r }'; }
 # A table of metrics x columns with ratio columns: "X" is gateway/X, "A/B"
 # is column A over column B. A metric with no value in any column is left
@@ -837,7 +910,7 @@ report="$(
     echo "- TLS: nginx $("$nginx_bin" -V 2>&1 | grep -o 'running with OpenSSL [^ ]*' || "$nginx_bin" -V 2>&1 | grep -o 'built with OpenSSL [^ ]*'), gateway with rustls $(awk '$0 == "name = \"rustls\"" { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock 2>/dev/null) (Cargo.lock), clients $(openssl version | awk '{ print $1, $2 }'); certificate from \`registry-gateway certs\` (ECDSA P-256, leaf + CA)"
   fi
   echo "- cases: ${cases[*]}; targets: ${targets[*]}"
-  echo "- other activity: cargo/rustc or gateway test processes were running at the start of $busy_runs of $load_runs load runs; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- other activity: cargo/rustc, gateway test or other benchmark processes were running at the start of $busy_runs of $load_runs load runs; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 
   if has_case registry || has_case blob; then
     echo
@@ -865,6 +938,21 @@ report="$(
     load_rows s: "GET /v2/" "HEAD manifest"
     m+=("s:proxy peak RSS MiB")
     table "direct gateway nginx" "direct|gateway|nginx" "nginx direct" "${m[@]}"
+  fi
+
+  if has_case default && ((${#default_targets[@]})); then
+    echo
+    echo "## default configuration, access log on and off (static upstream)"
+    echo
+    echo "GET of the static manifest with \`Accept: $oci_manifest\`, \`wrk -t2 -c64 -d$DURATION --latency\`, through each proxy configured the way users first run it. Gateway: the repository's \`gateway.yaml\` (text access log to stdout, here redirected to a file in the bench's temp dir; metrics listener on; TLS listener on, unused; no RUST_LOG, so process logging at info), with only its listener, metrics and upstream addresses, its certificate paths and \`server.threads: 2\` changed. nginx: the classic registry recipe plus \`access_log FILE combined;\` (nginx's default log, same disk). \"log off\": the same with \`access_log: off\` / \`access_log off;\`. Median of $RUNS rounds; a round runs the $(( ${#default_targets[@]} * 2 )) setups one after the other, in reverse order every other round. Context switches = voluntary + involuntary over every thread of the proxy (\`/proc/PID/task/*/status\`; nginx: master + workers), per request. Access log cost = proxy CPU µs/req with the log on minus with it off, per round: the CPU one log line costs.${default_log_note:+ Bytes per log line: $default_log_note.}"
+    echo
+    m=()
+    for l in on off; do
+      load_rows "d:log $l: " "GET manifest"
+      m+=("d:log $l: GET manifest proxy ctx switches/req")
+    done
+    m+=("d:access log cost: proxy CPU µs/req, on − off" "d:log on: proxy peak RSS MiB" "d:log off: proxy peak RSS MiB")
+    table "gateway nginx" "gateway|nginx" "nginx" "${m[@]}"
   fi
 
   if has_case auth; then
@@ -944,7 +1032,7 @@ report="$(
   echo
   echo "Notes:"
   echo "- Ratios above 1 favour the gateway for req/s and MB/s, and disfavour it for latency, CPU and RSS."
-  echo "- No per-request logging on any proxy or upstream: the gateway runs with access_log: off and RUST_LOG=warn, nginx with access_log off; registry:2 logs at error level, access log disabled."
+  echo "- No per-request logging on any proxy or upstream$(has_case default && echo " (except the default case's log-on rows)"): the gateway runs with access_log: off and RUST_LOG=warn, nginx with access_log off; registry:2 logs at error level, access log disabled."
   echo "- nginx uses the classic registry recipe (worker_processes 2, upstream keepalive 32, proxy_buffering/proxy_request_buffering off); the gateway runs with server.threads 2. Each upstream has its own gateway process and nginx instance (one nginx instance serves the static upstream both without and with auth_basic, on two ports)."
   echo "- proxy CPU = utime+stime of the proxy (nginx: master + workers) over each load run / requests served; the upstream's CPU is not counted. Peak RSS = VmHWM after all runs (nginx: summed over its processes)."
   if has_case blob || has_case tls; then
@@ -955,6 +1043,9 @@ report="$(
   fi
   if has_case tls-small; then
     echo "- Handshake rows: the client (hey) does its half of every handshake on the same CPUs, so handshakes/s are partly client-bound; CPU per handshake is the proxy's own cost. wrk is not used there: with \`Connection: close\` it resumes its previous TLS session on every new connection."
+  fi
+  if has_case default; then
+    echo "- Default case: nginx writes each log line with one write(2) from the worker that served the request; its CPU per line is about a microsecond, within run-to-run noise, so its on − off difference can come out negative (no ratio then). The gateway's default also keeps its metrics listener and info-level process log; only the access log differs between its two setups. With 64 client connections nginx's \`keepalive 32\` (idle upstream connections kept per worker) is sometimes too few, so it closes and opens upstream connections during the run (thousands in a few seconds, left in TIME_WAIT), as the recipe would in production; the gateway's pool (\`server.upstream_keepalive\`, default 128) keeps its connections."
   fi
   if has_case static; then
     echo "- Static upstream: at these rates the load tool needs much of a core itself, hey (HEAD) more than wrk (GET), so the HEAD rows there are partly client-bound; the GET rows show the proxies' cost best."

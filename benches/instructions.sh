@@ -17,6 +17,8 @@
 #     $apr1$ user, as `htpasswd -m` writes), and every request sends it
 #   ACCESS_LOG=text|json: the gateway writes its access log in that format
 #     to a file, nginx its default `combined` log to a file (default: both off)
+#   DUMP_DIR=dir: keep the gateway's callgrind dump there, for
+#     `callgrind_annotate --tree=caller` (who calls memcpy, malloc, ...)
 #   REPORT=benches/results/instructions.md (empty: stdout only; with AUTH
 #     or ACCESS_LOG, instructions-apr1.md, instructions-log-json.md, ...)
 set -euo pipefail
@@ -148,6 +150,10 @@ measure() { # name port pid -> "instructions-per-request dump-file"
 }
 log "gateway: $REQUESTS requests under callgrind"
 read -r gw_ir gw_dump < <(measure gateway "$gw_port" "$gw_pid")
+if [[ -n "${DUMP_DIR:-}" ]]; then
+  mkdir -p "$DUMP_DIR" && cp "$gw_dump" "$DUMP_DIR/gateway.callgrind"
+  log "gateway's callgrind dump: $DUMP_DIR/gateway.callgrind (callgrind_annotate --tree=caller)"
+fi
 log "nginx: $REQUESTS requests under callgrind"
 read -r ng_ir _ < <(measure nginx "$ng_port" "$ng_pid")
 

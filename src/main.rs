@@ -76,6 +76,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    registry_gateway::allocator::return_freed_memory_at_once();
     registry_gateway::signals::remember_exe();
     let cli = Cli::parse();
     registry_gateway::logging::init();
