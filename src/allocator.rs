@@ -10,39 +10,40 @@
 //! points.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::ffi::{c_int, c_long, c_void};
+use std::ffi::c_void;
 
 use libmimalloc_sys as mi;
 
-// In the C library libmimalloc-sys builds; its Rust declarations of these
-// need the `extended` feature, which lacks this option's name anyway.
+// In the C library libmimalloc-sys builds; its Rust declarations need the
+// `extended` feature, which brings in much more than this.
 unsafe extern "C" {
-    fn mi_option_set(option: c_int, value: c_long);
-    fn mi_option_get(option: c_int) -> c_long;
+    fn mi_collect(force: bool);
 }
 
-/// `mi_option_purge_delay`'s place in mimalloc 3's option enum (pinned by
-/// a test against its default).
-const PURGE_DELAY: c_int = 15;
+/// How often freed memory whose purge delay has passed is handed back.
+const PURGE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Memory freed in bulk (a burst of connections closing) goes back to the
-/// system at once. mimalloc delays that by a second by default and only
-/// purges when the thread allocates again, so an idle gateway kept its peak
-/// RSS: 2,000 connections closing left 37 MiB against a 9 MiB start; now
-/// 15 MiB. Steady traffic rarely frees whole pages, so it costs no
-/// measurable CPU (see benches/compare.sh, case `default`).
-/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
-pub fn return_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: plain setters of mimalloc's global options.
-        unsafe { mi_option_set(PURGE_DELAY, 0) }
+/// Hands memory freed in bulk (a burst of connections closing) back to the
+/// system even when the gateway then goes quiet.
+///
+/// mimalloc purges freed pages after a delay (1 s), but only from inside a
+/// later allocation or free: an idle gateway kept its peak RSS (2,000
+/// connections closing left 37 MiB against a 9 MiB start). Purging at once
+/// (`purge_delay` 0) fixed that but cost about one page fault per small
+/// request under steady load (7% more CPU), so instead this thread asks
+/// for the due purges once a second; mimalloc's purge pass covers every
+/// thread's freed pages, not only this thread's.
+pub fn start_purger() {
+    let spawned = std::thread::Builder::new().name("mem-purge".into()).spawn(|| {
+        loop {
+            std::thread::sleep(PURGE_TICK);
+            // SAFETY: a plain call into the allocator, allowed from any thread.
+            unsafe { mi_collect(false) }
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("could not start the memory purge thread: {e}; freed memory returns to the system later");
     }
-}
-
-/// The purge delay in force, in milliseconds.
-pub fn purge_delay() -> i64 {
-    // SAFETY: a plain getter.
-    unsafe { mi_option_get(PURGE_DELAY) as i64 }
 }
 
 pub struct Mimalloc;
@@ -99,17 +100,6 @@ unsafe impl GlobalAlloc for Mimalloc {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_purge_delay_option_is_the_one_set() {
-        // mimalloc 3's default for purge_delay; another option or another
-        // mimalloc would show another value here.
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            assert_eq!(purge_delay(), 1000);
-            return_freed_memory_at_once();
-            assert_eq!(purge_delay(), 0);
-        }
-    }
 
     #[test]
     fn blocks_have_the_alignment_asked_for() {

@@ -76,7 +76,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    registry_gateway::allocator::return_freed_memory_at_once();
     registry_gateway::signals::remember_exe();
     let cli = Cli::parse();
     registry_gateway::logging::init();
@@ -137,13 +136,16 @@ fn main() -> ExitCode {
         Some(Command::Passwd { .. } | Command::Certs { .. } | Command::Signal { .. }) => {
             unreachable!("handled before loading the configuration")
         }
-        None => match registry_gateway::server::run(config, cli.upgrade) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+        None => {
+            registry_gateway::allocator::start_purger();
+            match registry_gateway::server::run(config, cli.upgrade) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
