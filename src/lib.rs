@@ -7,6 +7,7 @@
 //! [`rewrite`] for headers and Location, [`reply`] for the gateway's own
 //! error responses, and [`access_log`] at the end.
 
+pub mod access;
 pub mod access_log;
 pub mod affinity;
 pub mod allocator;
@@ -15,6 +16,7 @@ pub mod body;
 pub mod config;
 pub mod connections;
 pub mod explain;
+pub mod guard;
 pub mod head_checks;
 pub mod head_prefetch;
 pub mod listeners;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod operation;
 pub mod passwd;
 pub mod proxy;
+pub mod query;
 pub mod reload;
 pub mod reply;
 pub mod rewrite;

@@ -16,18 +16,17 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
-use std::net::IpAddr;
-
-use http::HeaderValue;
 use http::header::AUTHORIZATION;
 
+use crate::access::Verdict;
 use crate::access_log;
 use crate::affinity;
-use crate::auth::{AuthOutcome, AuthPolicy};
 use crate::body::BodyCoalescer;
+use crate::guard::{self, Gate};
 use crate::head_checks;
-use crate::metrics::{self, AuthResult, IN_FLIGHT, RegistryMetrics, RequestRecord, UpstreamFailure};
+use crate::metrics::{IN_FLIGHT, RegistryMetrics, RequestRecord, UpstreamFailure};
 use crate::operation::{self, RegistryRequest};
+use crate::query;
 use crate::reply::ErrorReply;
 use crate::rewrite::{self, ClientView, Scheme};
 use crate::routing::{self, Route};
@@ -66,39 +65,6 @@ impl RegistryProxy {
 
     /// `Ok(true)` when the request may go on; otherwise the answer
     /// (401 or 429) has been sent.
-    async fn authorize(
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        policy: &AuthPolicy,
-        ip: Option<IpAddr>,
-        v2: bool,
-    ) -> Result<bool> {
-        let authorization = session.req_header().headers.get(AUTHORIZATION).cloned();
-        match ctx.snapshot.auth.check(policy, authorization.as_ref(), ip).await {
-            AuthOutcome::Allowed { user } => {
-                metrics::auth_outcome(AuthResult::Success);
-                ctx.user = Some(user);
-                Ok(true)
-            }
-            outcome @ (AuthOutcome::Missing | AuthOutcome::Rejected) => {
-                metrics::auth_outcome(match outcome {
-                    AuthOutcome::Missing => AuthResult::Missing,
-                    _ => AuthResult::Failure,
-                });
-                let challenge = ("WWW-Authenticate", policy.challenge.clone());
-                ErrorReply::Unauthorized.send_with(session, v2, Some(challenge)).await?;
-                Ok(false)
-            }
-            AuthOutcome::Throttled { retry_after } => {
-                metrics::auth_outcome(AuthResult::Throttled);
-                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                let retry = ("Retry-After", HeaderValue::from(secs));
-                ErrorReply::TooManyRequests.send_with(session, v2, Some(retry)).await?;
-                Ok(false)
-            }
-        }
-    }
-
     fn registry_for<'s>(
         snapshot: &'s Snapshot,
         view: &ClientView,
@@ -124,6 +90,11 @@ pub struct RequestCtx {
     upstream_status: u16,
     /// The request carried an upload hint, to be removed before forwarding.
     strip_hint: bool,
+    /// A cross-repository mount from a repository the user may not pull:
+    /// `mount` and `from` are removed before forwarding.
+    strip_mount: bool,
+    /// What the access rules decided, for the access log.
+    verdict: Verdict,
     /// HTTP/2 request bodies: small DATA frames gathered before the upstream write.
     body: Option<BodyCoalescer>,
 }
@@ -170,6 +141,8 @@ impl ProxyHttp for RegistryProxy {
             user: None,
             upstream_status: 0,
             strip_hint: false,
+            strip_mount: false,
+            verdict: Verdict::NotApplied,
             body: None,
         }
     }
@@ -236,15 +209,21 @@ impl ProxyHttp for RegistryProxy {
         };
         ctx.route = Some(route);
         ctx.view = Some(view);
-        if let Some(policy) = &target.auth {
-            // Decided on the same checked path routing used: no other
-            // spelling of a path can reach the upstream unauthenticated.
-            if policy.applies_to(&session.req_header().method) && !Self::authorize(session, ctx, policy, ip, v2).await?
-            {
+        // Decided on the same checked path routing used: no other
+        // spelling of a path can reach the upstream unauthenticated.
+        let gate = guard::admit(session, &ctx.snapshot.auth, &registry, target, route, ip).await?;
+        let admission = match gate {
+            Gate::Pass(a) => a,
+            Gate::Answered(a) => {
+                ctx.user = a.user;
+                ctx.verdict = a.verdict;
                 ctx.registry = Some(registry);
                 return Ok(true);
             }
-        }
+        };
+        ctx.user = admission.user;
+        ctx.verdict = admission.verdict;
+        ctx.strip_mount = admission.strip_mount;
         ctx.upstream = Some(if v2 {
             let req = session.req_header();
             // The hint never reaches the upstream.
@@ -275,7 +254,11 @@ impl ProxyHttp for RegistryProxy {
         if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
             rewrite::prepare_upstream_request(req, view, up.host_header, &up.authority_header);
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            let unhinted = ctx.strip_hint.then(|| affinity::strip(target));
+            let mut unhinted = ctx.strip_hint.then(|| affinity::strip(target));
+            if ctx.strip_mount {
+                let t = unhinted.as_deref().unwrap_or(target);
+                unhinted = Some(query::without(t, &["mount", "from"]));
+            }
             let target = unhinted.as_deref().unwrap_or(target);
             if let Some(uri) = rewrite::prefixed_target(target, &up.path_prefix) {
                 req.set_uri(uri);
@@ -400,6 +383,7 @@ fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestCtx, r: &Reque
         repository: request.repository,
         reference: request.reference,
         user: ctx.user.as_deref().unwrap_or_default(),
+        access: ctx.verdict,
         bytes_in: r.request_bytes,
         bytes_out: r.response_bytes,
         duration: r.duration,

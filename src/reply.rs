@@ -29,6 +29,8 @@ pub enum ErrorReply {
     Unauthorized,
     /// Too many wrong credentials from this client; sent with Retry-After.
     TooManyRequests,
+    /// An access rule refused the request (see [`send_denied`]).
+    Denied,
     /// The upstream refused, was unreachable or broke the exchange.
     BadGateway,
     GatewayTimeout,
@@ -46,6 +48,7 @@ impl ErrorReply {
             ErrorReply::Misdirected => 421,
             ErrorReply::Unauthorized => 401,
             ErrorReply::TooManyRequests => 429,
+            ErrorReply::Denied => 403,
             ErrorReply::BadGateway => 502,
             ErrorReply::GatewayTimeout => 504,
             ErrorReply::Internal => 500,
@@ -62,6 +65,7 @@ impl ErrorReply {
             ErrorReply::Misdirected => "MISDIRECTED_REQUEST",
             ErrorReply::Unauthorized => "UNAUTHORIZED",
             ErrorReply::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorReply::Denied => "DENIED",
             ErrorReply::BadGateway => "BAD_GATEWAY",
             ErrorReply::GatewayTimeout => "GATEWAY_TIMEOUT",
             ErrorReply::Internal => "UNKNOWN",
@@ -80,6 +84,7 @@ impl ErrorReply {
             }
             ErrorReply::Unauthorized => "authentication required",
             ErrorReply::TooManyRequests => "too many failed logins from this address; retry later",
+            ErrorReply::Denied => "requested access to the resource is denied",
             ErrorReply::BadGateway => "upstream registry unavailable",
             ErrorReply::GatewayTimeout => "upstream registry timed out",
             ErrorReply::Internal => "internal gateway error",
@@ -153,6 +158,41 @@ pub async fn send_redirect(session: &mut Session, location: &str) -> pingora::Re
     resp.insert_header("Location", location)?;
     resp.insert_header("Content-Length", 0)?;
     write_and_discard(session, resp, Bytes::new()).await
+}
+
+/// 403 `DENIED` naming what was refused:
+/// `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied: push on team-b/app",
+///   "detail":{"action":"push","repository":"team-b/app"}}]}`.
+/// Docker, containerd, podman and skopeo print `denied: <message>`.
+pub async fn send_denied(
+    session: &mut Session,
+    v2: bool,
+    action: &str,
+    repository: &str,
+    what: &str,
+) -> pingora::Result<()> {
+    let body = denied_body(action, repository, what);
+    let mut resp = ResponseHeader::build(403, Some(4))?;
+    resp.insert_header("Content-Type", "application/json; charset=utf-8")?;
+    resp.insert_header("Content-Length", body.len())?;
+    if v2 {
+        resp.insert_header(API_VERSION_TITLE, API_VERSION_VALUE)?;
+    }
+    write_and_discard(session, resp, body).await
+}
+
+fn denied_body(action: &str, repository: &str, what: &str) -> Bytes {
+    let mut out = String::with_capacity(160);
+    out.push_str(r#"{"errors":[{"code":"DENIED","message":""#);
+    push_json_escaped(&mut out, ErrorReply::Denied.message());
+    out.push_str(": ");
+    push_json_escaped(&mut out, what);
+    out.push_str(r#"","detail":{"action":""#);
+    push_json_escaped(&mut out, action);
+    out.push_str(r#"","repository":""#);
+    push_json_escaped(&mut out, repository);
+    out.push_str("\"}}]}\n");
+    Bytes::from(out)
 }
 
 /// Writes a complete answer of the gateway's own. The connection stays open
@@ -242,5 +282,20 @@ mod tests {
         );
         let b = ErrorReply::BadRequest("quote \" back\\slash").body();
         assert!(std::str::from_utf8(&b).unwrap().contains(r#""quote \" back\\slash""#));
+    }
+
+    #[test]
+    fn denied_bodies_name_action_and_repository() {
+        let b = denied_body("push", "team-b/app", "push on team-b/app");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["errors"][0]["code"], "DENIED");
+        assert_eq!(v["errors"][0]["detail"]["action"], "push");
+        assert_eq!(v["errors"][0]["detail"]["repository"], "team-b/app");
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("denied: push on team-b/app")
+        );
     }
 }

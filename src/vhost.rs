@@ -267,6 +267,8 @@ pub struct VirtualRegistry {
     pub upload_upstreams: Vec<Arc<Upstream>>,
     /// Repositories whose push straddles a reload, on their old upstream.
     pub pins: RepositoryPins<Arc<Upstream>>,
+    /// Per-repository access rules; `None`: any request auth lets through.
+    pub access: Option<Arc<crate::access::AccessPolicy>>,
 }
 
 /// Uploads started before this many reloads ago that moved the registry's

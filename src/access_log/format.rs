@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::access::Verdict;
 use crate::config::AccessLogFormat;
 
 /// What one request was, for its log line. Never holds a password.
@@ -22,6 +23,8 @@ pub struct Entry<'a> {
     pub repository: &'a str,
     pub reference: &'a str,
     pub user: &'a str,
+    /// What the access rules did (`-` without rules).
+    pub access: Verdict,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: Duration,
@@ -41,11 +44,12 @@ enum Value<'a> {
     Millis(Duration),
     Time(SystemTime),
     Client(Option<SocketAddr>),
+    Verdict(Verdict),
 }
 
 impl Entry<'_> {
     /// `(JSON key, text key, value)` in line order.
-    fn fields(&self) -> [(&'static str, &'static str, Value<'_>); 17] {
+    fn fields(&self) -> [(&'static str, &'static str, Value<'_>); 18] {
         use Value::*;
         [
             ("time", "time", Time(self.time)),
@@ -59,6 +63,7 @@ impl Entry<'_> {
             ("repository", "repo", Text(self.repository)),
             ("reference", "ref", Text(self.reference)),
             ("user", "user", Text(self.user)),
+            ("access", "access", Verdict(self.access)),
             ("bytes_in", "in", Number(self.bytes_in)),
             ("bytes_out", "out", Number(self.bytes_out)),
             ("duration_ms", "duration_ms", Millis(self.duration)),
@@ -112,7 +117,7 @@ pub(super) fn json(e: &Entry, s: &mut String) {
         s.push_str("\":");
         match value {
             Value::Text(v) => push_json_text(s, v),
-            v @ (Value::Time(_) | Value::Client(_)) => {
+            v @ (Value::Time(_) | Value::Client(_) | Value::Verdict(_)) => {
                 s.push('"');
                 push_bare(s, &v);
                 s.push('"');
@@ -146,6 +151,20 @@ fn push_bare(s: &mut String, v: &Value) {
             let _ = write!(s, "{a}");
         }
         Value::Client(None) => {}
+        Value::Verdict(v) => push_verdict(s, v),
+    }
+}
+
+/// `-`, `allow@N`, `deny@N`, `deny@none`, `refuse`, `strip_mount@N`, ...
+fn push_verdict(s: &mut String, v: Verdict) {
+    s.push_str(v.word());
+    match v.rule() {
+        Some(Some(n)) => {
+            s.push('@');
+            push_number(s, n.into());
+        }
+        Some(None) => s.push_str("@none"),
+        None => {}
     }
 }
 
@@ -294,6 +313,7 @@ mod tests {
             repository: "team/app",
             reference: "u1",
             user,
+            access: Verdict::NotApplied,
             bytes_in: 1024,
             bytes_out: 0,
             duration: Duration::from_micros(12_500),
@@ -310,7 +330,7 @@ mod tests {
             line,
             "time=2026-11-23T12:00:00.000Z client=127.0.0.1:40000 method=PUT host=registry.example:5000 \
              path=/v2/team/app/blobs/uploads/u1 status=201 registry=main op=upload_complete repo=team/app \
-             ref=u1 user=alice in=1024 out=0 duration_ms=12.500 upstream=registry upstream_status=201"
+             ref=u1 user=alice access=- in=1024 out=0 duration_ms=12.500 upstream=registry upstream_status=201"
         );
         let line = text_line(&entry("read \"timed\" out", ""));
         assert!(line.contains(" user=- "), "{line}");

@@ -21,6 +21,10 @@ pub struct UserTable {
 }
 
 impl UserTable {
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     /// Parses file text; `warn` receives `line: reason` for each skipped
     /// line (never the hash itself).
     pub fn parse(text: &str, mut warn: impl FnMut(usize, String)) -> UserTable {

@@ -116,7 +116,7 @@ impl Authenticator {
         authorization: Option<&HeaderValue>,
         client: Option<IpAddr>,
     ) -> AuthOutcome {
-        let Some(header) = authorization else {
+        let Some(header) = authorization.filter(|h| !is_empty_basic(h.as_bytes())) else {
             return AuthOutcome::Missing;
         };
         let generation = policy.users.generation();
@@ -198,6 +198,18 @@ pub fn parse_basic(value: &[u8]) -> Option<(String, Vec<u8>)> {
         return None;
     }
     Some((user.to_owned(), decoded[colon + 1..].to_vec()))
+}
+
+/// `Basic Og==` (`:`: no user, no password), what containers/image clients
+/// (skopeo, podman, buildah, CRI-O) send after a Basic challenge when they
+/// have no credentials. It is no credentials, not wrong ones: not a
+/// failure, never throttled.
+pub fn is_empty_basic(value: &[u8]) -> bool {
+    let Some(space) = value.iter().position(|b| *b == b' ') else {
+        return false;
+    };
+    let (scheme, rest) = value.split_at(space);
+    scheme.eq_ignore_ascii_case(b"basic") && STANDARD.decode(rest.trim_ascii()).is_ok_and(|d| d == b":")
 }
 
 #[cfg(test)]

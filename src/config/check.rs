@@ -9,6 +9,8 @@ use super::file::{AccessLogSection, GatewayFile, MetricsSection, Switch};
 use super::settings::*;
 use super::{ConfigIssue, issue};
 
+mod access;
+
 impl Settings {
     /// Checks every plain setting; problems are appended to `issues` and the
     /// default stands in, so one run reports all of them.
@@ -32,6 +34,7 @@ impl Settings {
         let (metrics, max_registry_labels) = c.metrics(&file, &listeners);
         let access_log = c.access_log(&file);
         c.registry_list(&file);
+        let (access, registry_access) = c.access(&file);
         if file.upstreams.is_empty() {
             c.issue("upstreams", "at least one upstream is required");
         }
@@ -46,6 +49,8 @@ impl Settings {
             metrics,
             max_registry_labels,
             access_log,
+            access,
+            registry_access,
             file,
             text: text.to_owned(),
         }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
+use super::grants::{Principal, RepoGlob};
 use super::values::{ByteSize, Duration, IpNet, ListenAddress, UpstreamUrl};
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +32,8 @@ pub struct GatewayFile {
     pub limits: LimitsSection,
     /// Auth for every registry that does not say otherwise.
     pub auth: Option<AuthSetting>,
+    /// Access rules for every registry that does not say otherwise.
+    pub access: Option<AccessSetting>,
     /// The metrics listener; on 127.0.0.1:9145 when absent.
     pub metrics: Option<Switch<MetricsSection>>,
     /// One line per request; text on stdout when absent.
@@ -216,6 +219,9 @@ pub struct RegistrySection {
     #[serde(default)]
     pub routes: RoutesSection,
     pub auth: Option<AuthSetting>,
+    /// Who may pull, push and delete which repositories; absent: the
+    /// gateway-level block, `off`: none.
+    pub access: Option<AccessSetting>,
 }
 
 /// Per-route overrides of a virtual registry.
@@ -237,6 +243,45 @@ pub struct RouteSection {
 
 /// `auth: off`, or an auth block.
 pub type AuthSetting = Switch<AuthSection>;
+
+/// `access: off`, or an access block.
+pub type AccessSetting = Switch<AccessSection>;
+
+impl BlockName for AccessSection {
+    const EXPECTED: &'static str = "`off` or an access block with `rules` (and `groups`)";
+}
+
+/// Per-repository access control. A registry's own block replaces the
+/// gateway's rules; the gateway's groups stay visible to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// Group name → user names of the htpasswd file.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// In order: the first rule with a pattern matching the repository
+    /// decides; what it does not grant is denied.
+    pub rules: Vec<RuleSection>,
+}
+
+/// One rule: repositories and who may do what there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    /// Globs over repository names: `*` within a path component, `**`
+    /// across components (quote patterns that start with `*` in YAML).
+    pub repositories: Vec<RepoGlob>,
+    /// GET/HEAD of manifests, blobs, tags, referrers; the catalog lists
+    /// the repositories a client may pull.
+    #[serde(default)]
+    pub pull: Vec<Principal>,
+    /// Uploads and manifest PUT; includes pull.
+    #[serde(default)]
+    pub push: Vec<Principal>,
+    /// Manifest and blob DELETE; includes pull.
+    #[serde(default)]
+    pub delete: Vec<Principal>,
+}
 
 /// A section that can also be written `off` (or `false`).
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 
 mod check;
 pub mod file;
+pub mod grants;
 mod locate;
 mod settings;
 pub mod values;
@@ -46,6 +47,12 @@ pub fn issue(key: impl Into<String>, message: impl Into<String>) -> ConfigIssue 
 }
 
 /// Fills in the line of each issue's key in `text` (the file's YAML).
+/// The 1-based line of a key path in `text`, for messages built outside
+/// `config` (runtime's warnings about access rules).
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    locate::line_of(text, key)
+}
+
 pub fn locate(text: &str, issues: &mut [ConfigIssue]) {
     for i in issues.iter_mut().filter(|i| !i.key.is_empty()) {
         i.line = locate::line_of(text, &i.key);

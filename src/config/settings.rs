@@ -2,11 +2,13 @@
 //! paths, checked and defaulted. Nothing here opens a file other than
 //! `gateway.yaml` or builds a runtime object; `runtime` does that.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::{AccessLogFormat, GatewayFile};
+use super::grants::{Principal, RepoGlob};
 use super::values::IpNet;
 
 /// Process-wide settings.
@@ -169,6 +171,45 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// A multi-GB push over a slow link may take this long.
 pub const DEFAULT_UPGRADE_GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
+/// One checked `access` block. A registry's own block carries the groups
+/// of the gateway-level block too, so each block stands on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSettings {
+    /// Where the block is written: `access` or `registries[2].access`;
+    /// rules are `{key}.rules[i]` in messages.
+    pub key: String,
+    /// Group → members, sorted, without duplicates.
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub rules: Vec<AccessRuleSettings>,
+}
+
+impl AccessSettings {
+    pub fn rule_key(&self, i: usize) -> String {
+        format!("{}.rules[{i}]", self.key)
+    }
+}
+
+/// One rule as written (principals not yet expanded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRuleSettings {
+    pub repositories: Vec<RepoGlob>,
+    pub pull: Vec<Principal>,
+    pub push: Vec<Principal>,
+    pub delete: Vec<Principal>,
+}
+
+/// Which rules a virtual registry is under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryAccess {
+    /// No rules: every request the auth block lets through may do anything
+    /// (the behaviour without an `access` block).
+    Open,
+    /// The gateway-level block (`Settings::access`).
+    Gateway,
+    /// The registry's own block.
+    Own(AccessSettings),
+}
+
 /// `gateway.yaml` with its plain settings checked; the sections that name
 /// other files or build runtime objects (upstreams, registries, auth) stay
 /// in `file` for `runtime` to build.
@@ -188,6 +229,10 @@ pub struct Settings {
     pub max_registry_labels: usize,
     /// `None`: `access_log: off`.
     pub access_log: Option<AccessLogSettings>,
+    /// The gateway-level `access` block; `None` when absent or `off`.
+    pub access: Option<AccessSettings>,
+    /// Per registry, in file order, inheritance resolved.
+    pub registry_access: Vec<RegistryAccess>,
     pub file: GatewayFile,
     /// The YAML as read, to point messages at lines.
     pub text: String,

@@ -6,6 +6,7 @@
 //! per (virtual registry, operation, status class) on first use and kept in
 //! [`RegistryMetrics`], so recording a request is a few atomic adds.
 
+mod access;
 mod connections;
 pub mod endpoint;
 mod reloads;
@@ -162,6 +163,7 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
 pub fn init(tls: Vec<(String, Arc<TlsStats>)>) {
     LazyLock::force(&FAMILIES);
     connections::init();
+    access::init();
     register(RuntimeCollector::new(tls));
 }
 
@@ -188,6 +190,7 @@ struct OperationSlot {
 pub struct RegistryMetrics {
     label: Arc<str>,
     slots: [OperationSlot; Operation::COUNT],
+    access: access::AccessCounters,
 }
 
 impl std::fmt::Debug for RegistryMetrics {
@@ -211,6 +214,7 @@ impl RegistryMetrics {
         Arc::new(RegistryMetrics {
             label: label.into(),
             slots: std::array::from_fn(|_| OperationSlot::default()),
+            access: Default::default(),
         })
     }
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::Snapshot;
+use super::{Snapshot, access};
+use crate::access::AccessPolicy;
 use crate::auth::{AuthPolicy, AuthScope, Authenticator, HtpasswdFile};
 use crate::config::file::{AuthScopeSetting, AuthSetting, RegistrySection, RouteSection};
 use crate::config::{ConfigError, ConfigIssue, ListenerSettings, Settings, issue};
@@ -48,15 +49,17 @@ pub(super) fn build(settings: Settings, issues: Vec<ConfigIssue>) -> Result<Snap
         Some(setting) => b.auth_setting("auth", setting),
         None => None,
     };
+    // Compiled once, shared (with its rule cache) by every registry it covers.
+    let gateway_access = settings.access.as_ref().map(|s| Arc::new(AccessPolicy::new(s)));
     let registries: Vec<_> = (settings.file.registries.iter().enumerate())
-        .filter_map(|(i, r)| b.registry(i, r, &gateway_auth))
+        .filter_map(|(i, r)| b.registry(i, r, &gateway_auth, &gateway_access))
         .collect();
     let router = b.host_router();
     let Builder {
         issues,
         upstreams,
         htpasswd_files,
-        warnings,
+        mut warnings,
         ..
     } = b;
     if !issues.is_empty() {
@@ -67,6 +70,7 @@ pub(super) fn build(settings: Settings, issues: Vec<ConfigIssue>) -> Result<Snap
             issues,
         });
     }
+    access::warn(&settings, &registries, &mut warnings);
     Ok(Snapshot {
         source: settings.source,
         generation: 1,
@@ -210,6 +214,7 @@ impl Builder<'_> {
         i: usize,
         r: &RegistrySection,
         gateway_auth: &Option<Arc<AuthPolicy>>,
+        gateway_access: &Option<Arc<AccessPolicy>>,
     ) -> Option<Arc<VirtualRegistry>> {
         let key = format!("registries[{i}]");
         let main = self.upstream(format!("{key}.upstream"), &r.upstream);
@@ -246,6 +251,7 @@ impl Builder<'_> {
             is_default: r.default,
             routes,
             metrics: self.registry_metrics(i, &r.name),
+            access: access::for_registry(&self.settings.registry_access[i], gateway_access),
         }))
     }
 

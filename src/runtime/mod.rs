@@ -4,6 +4,7 @@
 //! handles made). A reload builds a new one and swaps it in whole; a
 //! request keeps the one it started with.
 
+mod access;
 mod build;
 mod current;
 mod summary;
