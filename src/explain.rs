@@ -5,11 +5,16 @@ use std::fmt::Write;
 
 use http::Method;
 
+use crate::access::{self, AccessPolicy, Requirement};
+use crate::auth::AuthScope;
+use crate::query;
 use crate::routing::{self, PathRejection, Route};
 use crate::runtime::Snapshot;
-use crate::vhost::Why;
+use crate::vhost::{RouteTarget, Why};
 
-pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, method: &str) -> String {
+/// `user`: decide access as this user, as if they had logged in (`None`:
+/// a client without credentials).
+pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, method: &str, user: Option<&str>) -> String {
     let mut out = String::new();
     let path_only = path.split('?').next().unwrap_or(path);
     let Some((registry, why)) = config.registry_for(Some(host), port) else {
@@ -75,5 +80,110 @@ pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, metho
             );
         }
     }
+    out.push('\n');
+    match (&registry.access, route) {
+        (_, Route::Ping) => out.push_str("access: not under access rules"),
+        (Some(policy), _) => explain_access(&mut out, policy, target, route, &method, path, user),
+        (None, _) => out.push_str("access: no rules (any request the auth block lets through may do anything)"),
+    }
     out
+}
+
+fn explain_access(
+    out: &mut String,
+    policy: &AccessPolicy,
+    target: &RouteTarget,
+    route: Route,
+    method: &Method,
+    path_and_query: &str,
+    user: Option<&str>,
+) {
+    let (path, q) = path_and_query
+        .split_once('?')
+        .map_or((path_and_query, None), |(p, q)| (p, Some(q)));
+    let auth = target.auth.as_deref();
+    let user = match (auth, user) {
+        (None, Some(_)) => {
+            out.push_str("note: /v2 has no auth block: every client is anonymous, --user is ignored\n");
+            None
+        }
+        (Some(a), Some(u)) if !a.users.table().contains(u) => {
+            let _ = writeln!(
+                out,
+                "note: user {u} is not in {}: they would get 401",
+                a.users.path().display()
+            );
+            Some(u)
+        }
+        (_, u) => u,
+    };
+    if path.contains('%') {
+        out.push_str(
+            "access: the path has a percent escape: refused while access rules are in force\nanswer: 404 NOT_FOUND",
+        );
+        return;
+    }
+    let request = crate::operation::classify(method, Some(route), path);
+    let challenge = auth.is_some() && user.is_none();
+    let denied = |out: &mut String| {
+        out.push_str(if challenge {
+            "answer: 401 with the challenge (no credentials; logging in may help)"
+        } else {
+            "answer: 403 DENIED"
+        })
+    };
+    match access::requirement(request.operation) {
+        Requirement::Nothing => out.push_str("access: not under access rules"),
+        Requirement::Login => {
+            out.push_str("access: GET /v2/ needs authentication only\n");
+            if challenge && auth.is_some_and(|a| a.scope == AuthScope::All) {
+                denied(out);
+            } else {
+                out.push_str("answer: forwarded");
+            }
+        }
+        Requirement::Catalog => {
+            out.push_str("access: the catalog is not served while access rules are in force\n");
+            denied(out);
+        }
+        Requirement::Refuse => {
+            let _ = writeln!(
+                out,
+                "access: `{}` requests are refused while access rules are in force",
+                request.operation.as_str()
+            );
+            denied(out);
+        }
+        Requirement::Act(action) => {
+            let _ = writeln!(
+                out,
+                "operation: {}: {} on {}",
+                request.operation.as_str(),
+                action.as_str(),
+                request.repository
+            );
+            let (decision, text) = policy.explain(user, request.repository, action);
+            out.push_str(&text);
+            out.push('\n');
+            if !decision.allowed {
+                denied(out);
+                return;
+            }
+            if request.operation == crate::operation::Operation::UploadStart && query::first(q, "mount").is_some() {
+                match query::first(q, "from") {
+                    Some(from) if policy.may_pull(user, &from) => {
+                        let _ = writeln!(out, "mount: from {from}: may be pulled, the mount is kept");
+                    }
+                    Some(from) => {
+                        let _ = writeln!(
+                            out,
+                            "mount: from {from}: may not be pulled: `mount` and `from` are removed; registry:2 starts a plain upload"
+                        );
+                    }
+                    None => out.push_str("mount: no `from`: `mount` is removed; registry:2 starts a plain upload\n"),
+                }
+            }
+            let _ = write!(out, "answer: forwarded to {}", target.upstream.name);
+        }
+    }
 }

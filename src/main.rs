@@ -55,6 +55,10 @@ enum Command {
         /// Request method (auth scope `writes` exempts GET and HEAD).
         #[arg(long, default_value = "GET")]
         method: String,
+        /// Decide access as this user, as if they had logged in (default:
+        /// a client without credentials).
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Signal the running gateway (found by `server.pid_file`), as `nginx -s`.
     Signal {
@@ -126,10 +130,11 @@ fn main() -> ExitCode {
             path,
             port,
             method,
+            user,
         }) => {
             println!(
                 "{}",
-                registry_gateway::explain::route(&config, &host, &path, port, &method)
+                registry_gateway::explain::route(&config, &host, &path, port, &method, user.as_deref())
             );
             ExitCode::SUCCESS
         }

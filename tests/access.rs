@@ -435,3 +435,70 @@ fn escapes_other_requests_and_the_catalog_are_refused_where_rules_apply() {
     // Authentication alone is enough for /v2/.
     assert_eq!(as_user(Request::get("/v2/"), "ann").send(gateway.addr()).status, 200);
 }
+
+#[test]
+fn check_lists_the_rules_and_route_explains_a_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users"),
+        htpasswd_line("B", &["-C", "4"], "tina", "tina-pw") + "\n",
+    )
+    .unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "\
+listeners: [ { address: \"127.0.0.1:5000\" } ]
+upstreams: { registry: { url: \"http://127.0.0.1:15000\" } }
+registries: [ { name: main, default: true, upstream: registry } ]
+auth: { htpasswd: users }
+access:
+  groups:
+    team-a: [tina]
+  rules:
+    - repositories: [team-a/**]
+      push: [group:team-a]
+    - repositories: [\"**\"]
+      pull: [authenticated]
+    - repositories: [team-a/tools]
+      pull: [anonymous]
+",
+    )
+    .unwrap();
+    let out = run_check(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    for needle in [
+        "rules[0] team-a/**: push group:team-a",
+        "rules[1] **: pull authenticated",
+        "group:team-a = tina",
+        "access.rules[2] (line 13): never decides",
+    ] {
+        assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
+    }
+    let route = |user: &str, method: &str, path: &str| {
+        let out = std::process::Command::new(GATEWAY_BIN)
+            .args([
+                "route",
+                "localhost",
+                path,
+                "--method",
+                method,
+                "--user",
+                user,
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = route("tina", "PUT", "/v2/team-b/app/manifests/v1");
+    assert!(out.contains("access.rules[1] decides `team-b/app`"), "{out}");
+    assert!(out.contains("answer: 403 DENIED"), "{out}");
+    let out = route("tina", "PUT", "/v2/team-a/app/manifests/v1");
+    assert!(out.contains("answer: forwarded"), "{out}");
+}

@@ -338,3 +338,37 @@ fn running_with_an_invalid_config_fails_fast_with_the_same_error() {
         "stderr must carry the same error line:\n{stderr}"
     );
 }
+
+#[test]
+fn access_rule_errors_name_key_value_and_line() {
+    // VALID has 13 lines; the block starts on line 14.
+    let with = |block: &str| format!("{VALID}{block}");
+    assert_check_fails(
+        &with("access:\n  rules:\n    - repositories: [\"Team/*\"]\n      pull: [authenticated]\n"),
+        &["access.rules[0].repositories[0]", "Team/*", "lower case", "line 16"],
+    );
+    assert_check_fails(
+        &with("access:\n  rules:\n    - repositories: [\"a**\"]\n"),
+        &["access.rules[0].repositories[0]", "a**", "whole path component"],
+    );
+    assert_check_fails(
+        &with(
+            "access:\n  groups: { admins: [ada] }\n  rules:\n    - repositories: [\"**\"]\n      push: [group:admin]\n",
+        ),
+        &[
+            "access.rules[0].push[0]",
+            "unknown group `admin`",
+            "defined groups: admins",
+            "line 18",
+        ],
+    );
+    assert_check_fails(
+        &with("access:\n  rules:\n    - repositories: [\"**\"]\n      pull: [\"role:x\"]\n"),
+        &["access.rules[0].pull[0]", "role:x"],
+    );
+    assert_check_fails(&with("access:\n  rules: []\n"), &["access.rules", "at least one rule"]);
+    assert_check_fails(
+        &with("access:\n  rules:\n    - repositories: [\"**\"]\n      puhs: [ada]\n"),
+        &["access.rules[0]", "puhs"],
+    );
+}

@@ -66,6 +66,19 @@ pub fn summary(c: &Snapshot) -> String {
             .map_or("404 (no legacy upstream)".to_owned(), describe_target);
         let _ = writeln!(out, "    /v1/...            -> {v1}");
         let _ = writeln!(out, "    other paths        -> 404");
+        match &r.access {
+            None => {}
+            Some(policy) => {
+                let _ = writeln!(
+                    out,
+                    "    access ({}; first matching rule decides, push and delete include pull):",
+                    policy.key()
+                );
+                for line in policy.describe() {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
     }
     let t = &c.timeouts;
     let _ = writeln!(

@@ -220,7 +220,7 @@ registries:
     assert_eq!(pick("x.mirror.corp", 443).as_deref(), Some("fallback"));
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("registries[2]") && c.warnings[0].contains("registries[0]"));
-    let explained = crate::explain::route(&c, "x.mirror.corp", "/v2/", Some(5000), "GET");
+    let explained = crate::explain::route(&c, "x.mirror.corp", "/v2/", Some(5000), "GET", None);
     assert!(
         explained.contains("registry: b") && explained.contains("host_regex"),
         "{explained}"
