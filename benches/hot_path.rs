@@ -9,6 +9,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use registry_gateway::access::{AccessPolicy, Action};
+use registry_gateway::config::{AccessRuleSettings, AccessSettings};
+
 use http::HeaderValue;
 use registry_gateway::rewrite::{ClientView, Scheme, rewrite_location};
 use registry_gateway::routing::classify;
@@ -113,5 +116,73 @@ fn cached_credential(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, host_matching, path_and_location, cached_credential);
+fn rule(pattern: &str, pull: &str, push: &str) -> AccessRuleSettings {
+    AccessRuleSettings {
+        repositories: vec![pattern.parse().unwrap()],
+        pull: vec![pull.parse().unwrap()],
+        push: vec![push.parse().unwrap()],
+        delete: vec![],
+    }
+}
+
+/// `n` team rules `team-{i}/**` (pull: authenticated, push: u{i}) and a final `**`.
+fn team_policy(n: usize) -> AccessPolicy {
+    let mut rules: Vec<_> = (0..n.saturating_sub(1))
+        .map(|i| rule(&format!("team-{i}/**"), "authenticated", &format!("u{i}")))
+        .collect();
+    rules.push(rule("**", "authenticated", "admin"));
+    AccessPolicy::new(&AccessSettings {
+        key: "access".into(),
+        groups: Default::default(),
+        rules,
+    })
+}
+
+/// `n` rules that all start with a wildcard (`*-{i}`): the cached path.
+fn floating_policy(n: usize) -> AccessPolicy {
+    let rules = (0..n)
+        .map(|i| rule(&format!("*-{i}"), "authenticated", "admin"))
+        .collect();
+    AccessPolicy::new(&AccessSettings {
+        key: "access".into(),
+        groups: Default::default(),
+        rules,
+    })
+}
+
+fn access_decisions(c: &mut Criterion) {
+    for n in [1usize, 100, 1000] {
+        let p = team_policy(n);
+        let last = n.saturating_sub(2);
+        let (user, repo) = (format!("u{last}"), format!("team-{last}/app"));
+        c.bench_function(&format!("access decide, {n} rules, team rule hit"), |b| {
+            b.iter(|| p.decide(Some(black_box(&user)), black_box(&repo), Action::Push))
+        });
+        c.bench_function(&format!("access decide, {n} rules, catch-all"), |b| {
+            b.iter(|| p.decide(Some(black_box("someone")), black_box("elsewhere/app"), Action::Pull))
+        });
+        c.bench_function(&format!("access decide, {n} rules, denied"), |b| {
+            b.iter(|| p.decide(Some(black_box("intruder")), black_box(&repo), Action::Push))
+        });
+        let f = floating_policy(n);
+        let hit = format!("app-{}", n - 1);
+        c.bench_function(
+            &format!("access decide, {n} rules, floating worst case (cached)"),
+            |b| b.iter(|| f.decide(Some(black_box("x")), black_box(&hit), Action::Pull)),
+        );
+    }
+    let p = team_policy(100);
+    let names: Vec<String> = (0..1000).map(|i| format!("team-{}/app-{i}", i % 150)).collect();
+    c.bench_function("access catalog filter, 1000 names, 100 rules", |b| {
+        b.iter(|| names.iter().filter(|n| p.may_pull(Some("u7"), n)).count())
+    });
+}
+
+criterion_group!(
+    benches,
+    host_matching,
+    path_and_location,
+    cached_credential,
+    access_decisions
+);
 criterion_main!(benches);
