@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use http::Method;
 
-use crate::access::{self, AccessPolicy, Requirement};
+use crate::access::{self, AccessPolicy, Action, Requirement};
 use crate::auth::AuthScope;
 use crate::query;
 use crate::routing::{self, PathRejection, Route};
@@ -143,8 +143,16 @@ fn explain_access(
             }
         }
         Requirement::Catalog => {
-            out.push_str("access: the catalog is not served while access rules are in force\n");
-            denied(out);
+            let who = user.map_or("anonymous clients".to_owned(), |u| format!("user {u}"));
+            if challenge && !policy.anonymous_may_anywhere(Action::Pull) {
+                out.push_str("access: anonymous clients may pull nothing\n");
+                denied(out);
+            } else {
+                let _ = write!(
+                    out,
+                    "catalog: answered by the gateway with the repositories {who} may pull (n: default 100, at most 1000)"
+                );
+            }
         }
         Requirement::Refuse => {
             let _ = writeln!(

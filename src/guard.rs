@@ -107,14 +107,14 @@ pub async fn admit(
             Some(p) if p.scope == AuthScope::All => unauthorized(session, a, p, v2).await,
             _ => Ok(Gate::Pass(a)),
         },
-        // TODO(issue 16): answer the catalog here, filtered to what the
-        // client may pull, with registry:2's pagination kept; until then
-        // it is refused where rules apply, since it would list every name.
-        Requirement::Catalog => {
-            a.verdict = Verdict::Refused;
-            let message = "the catalog is not served while access rules are in force";
-            deny_with(session, registry, a, None, "", message, challenge, v2).await
-        }
+        Requirement::Catalog => match challenge {
+            Some(p) if !policy.anonymous_may_anywhere(Action::Pull) => unauthorized(session, a, p, v2).await,
+            _ => {
+                a.verdict = Verdict::Filtered;
+                a.catalog = true;
+                Ok(Gate::Pass(a))
+            }
+        },
         Requirement::Refuse => {
             a.verdict = Verdict::Refused;
             deny(session, registry, a, None, "", challenge, v2).await

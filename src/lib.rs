@@ -13,6 +13,7 @@ pub mod affinity;
 pub mod allocator;
 pub mod auth;
 pub mod body;
+pub mod catalog;
 pub mod config;
 pub mod connections;
 pub mod explain;

@@ -22,6 +22,7 @@ use crate::access::Verdict;
 use crate::access_log;
 use crate::affinity;
 use crate::body::BodyCoalescer;
+use crate::catalog;
 use crate::guard::{self, Gate};
 use crate::head_checks;
 use crate::metrics::{IN_FLIGHT, RegistryMetrics, RequestRecord, UpstreamFailure};
@@ -224,6 +225,13 @@ impl ProxyHttp for RegistryProxy {
         ctx.user = admission.user;
         ctx.verdict = admission.verdict;
         ctx.strip_mount = admission.strip_mount;
+        if admission.catalog {
+            let (user, upstream) = (ctx.user.as_deref(), &target.upstream);
+            ctx.upstream_status = catalog::answer(session, &registry, upstream, user).await?;
+            ctx.upstream = Some(target.upstream.clone());
+            ctx.registry = Some(registry);
+            return Ok(true);
+        }
         ctx.upstream = Some(if v2 {
             let req = session.req_header();
             // The hint never reaches the upstream.

@@ -199,7 +199,7 @@ fn denied_body(action: &str, repository: &str, what: &str) -> Bytes {
 /// for the next request when the request body was read to its end (as
 /// nginx does), so a client that probes `GET /v2/`, gets the 401 and retries
 /// needs no new TCP and TLS handshake.
-async fn write_and_discard(session: &mut Session, resp: ResponseHeader, body: Bytes) -> pingora::Result<()> {
+pub(crate) async fn write_and_discard(session: &mut Session, resp: ResponseHeader, body: Bytes) -> pingora::Result<()> {
     let downstream = session.as_downstream_mut();
     if downstream.response_written().is_some() {
         return Ok(());

@@ -416,7 +416,7 @@ access:
 }
 
 #[test]
-fn escapes_other_requests_and_the_catalog_are_refused_where_rules_apply() {
+fn escapes_and_other_requests_are_refused_where_rules_apply() {
     let registry = Registry::start();
     let access = "access:\n  rules:\n    - repositories: [\"**\"]\n      pull: [authenticated]\n";
     let gateway = gateway(&registry, "all", access, &["ann"]);
@@ -429,8 +429,6 @@ fn escapes_other_requests_and_the_catalog_are_refused_where_rules_apply() {
         "an escaped path reached the registry"
     );
     let rsp = as_user(Request::new("OPTIONS", "/v2/a/manifests/v1"), "ann").send(gateway.addr());
-    assert_json_error(&rsp, 403, "DENIED");
-    let rsp = as_user(Request::get("/v2/_catalog"), "ann").send(gateway.addr());
     assert_json_error(&rsp, 403, "DENIED");
     // Authentication alone is enough for /v2/.
     assert_eq!(as_user(Request::get("/v2/"), "ann").send(gateway.addr()).status, 200);
@@ -501,4 +499,90 @@ access:
     assert!(out.contains("answer: 403 DENIED"), "{out}");
     let out = route("tina", "PUT", "/v2/team-a/app/manifests/v1");
     assert!(out.contains("answer: forwarded"), "{out}");
+}
+
+/// One repository with a config blob and an OCI manifest (tag `v1`),
+/// straight on the registry.
+fn put_tiny_image(registry: &Registry, repo: &str, i: usize) {
+    let config = format!("{{\"i\":{i}}}");
+    let digest = registry.push_blob(repo, config.as_bytes());
+    let manifest = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\
+         \"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{digest}\",\
+         \"size\":{}}},\"layers\":[]}}",
+        config.len()
+    );
+    let rsp = Request::put(&format!("/v2/{repo}/manifests/v1"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send(registry.addr());
+    assert_eq!(rsp.status, 201, "{}", rsp.describe());
+}
+
+/// Follows `Link` from `/v2/_catalog?n=N` as a client does; the pages.
+fn walk_catalog(gateway: &Gateway, user: &str, n: usize) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut target = format!("/v2/_catalog?n={n}");
+    loop {
+        let rsp = as_user(Request::get(&target), user).send(gateway.addr());
+        assert_eq!(rsp.status, 200, "{}", rsp.describe());
+        let names: Vec<String> = rsp.json()["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        pages.push(names);
+        match rsp.header("link") {
+            Some(link) => {
+                assert!(
+                    link.starts_with("</v2/_catalog?") && link.ends_with(">; rel=\"next\""),
+                    "{link}"
+                );
+                target = link[1..link.find('>').unwrap()].to_owned();
+            }
+            None => return pages,
+        }
+        assert!(pages.len() < 50, "the catalog does not end");
+    }
+}
+
+#[test]
+fn the_catalog_lists_exactly_the_readable_repositories_in_full_pages() {
+    let registry = Registry::start();
+    let access = "\
+access:
+  rules:
+    - repositories: [\"*-open\"]
+      pull: [reader, admin]
+    - repositories: [\"**\"]
+      pull: [admin]
+";
+    let gateway = gateway(&registry, "all", access, &["reader", "admin", "nobody"]);
+    let all: Vec<String> = (0..300)
+        .map(|i| format!("r{i:03}-{}", if i % 3 == 0 { "open" } else { "shut" }))
+        .collect();
+    for (i, repo) in all.iter().enumerate() {
+        put_tiny_image(&registry, repo, i);
+    }
+    let readable: Vec<String> = all.iter().filter(|r| r.ends_with("-open")).cloned().collect();
+
+    let pages = walk_catalog(&gateway, "reader", 30);
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![30, 30, 30, 10]);
+    assert_eq!(pages.concat(), readable);
+    let pages = walk_catalog(&gateway, "reader", 50);
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![50, 50]);
+    let pages = walk_catalog(&gateway, "admin", 100);
+    assert_eq!(pages.concat(), all);
+    // Nothing readable: one empty page, no Link.
+    assert_eq!(walk_catalog(&gateway, "nobody", 20), vec![Vec::<String>::new()]);
+    // Anonymous clients may pull nothing here: asked to log in.
+    assert_challenge(&Request::get("/v2/_catalog").send(gateway.addr()));
+    let log = gateway.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" op=catalog ") && l.contains(" access=filter")),
+        "{}",
+        tail(&log, 2000)
+    );
 }
