@@ -586,3 +586,64 @@ access:
         tail(&log, 2000)
     );
 }
+
+#[test]
+fn rules_follow_a_reload_and_group_members_follow_the_htpasswd_file() {
+    let registry = Registry::start();
+    let access = "\
+access:
+  groups: { ci: [builder, bot] }
+  rules:
+    - repositories: [ci/**]
+      push: [group:ci]
+    - repositories: [\"**\"]
+      pull: [authenticated]
+";
+    let gateway = gateway(&registry, "all", access, &["builder", "reader"]);
+    let start = |user: &str| as_user(Request::post("/v2/ci/app/blobs/uploads/"), user).send(gateway.addr());
+    assert_eq!(start("builder").status, 202);
+    assert_denied(&start("reader"), "push", "ci/app");
+
+    // A group member the htpasswd file does not have yet gets in once it does.
+    assert_challenge(&start("bot"));
+    let users = gateway.temp_dir().join("users");
+    let mut lines = std::fs::read_to_string(&users).unwrap();
+    lines.push_str(&(htpasswd_line("B", &["-C", "4"], "bot", "bot-pw") + "\n"));
+    let fresh = users.with_extension("new");
+    std::fs::write(&fresh, lines).unwrap();
+    std::fs::rename(&fresh, &users).unwrap();
+    // Waiting on the reload rather than retrying the login, which the
+    // throttle would count as failures.
+    let reloaded = || {
+        sample(
+            &scrape(gateway.metrics_addr()),
+            "registry_gateway_reloads_total",
+            &[("kind", "htpasswd"), ("result", "success")],
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || reloaded() >= 1.0),
+        "the htpasswd file was not reloaded"
+    );
+    let rsp = start("bot");
+    assert_eq!(
+        rsp.status,
+        202,
+        "bot was not let in after joining the htpasswd file: {}",
+        rsp.describe()
+    );
+
+    // New rules with a reload: builder leaves the group, reader joins it.
+    let config = std::fs::read_to_string(gateway.config_path()).unwrap();
+    let changed = config.replace("ci: [builder, bot]", "ci: [reader, bot]");
+    assert_ne!(config, changed);
+    std::fs::write(gateway.config_path(), changed).unwrap();
+    gateway.signal("HUP");
+    assert!(
+        gateway.wait_for_log("configuration reloaded (Signal), generation 2", Duration::from_secs(10)),
+        "{}",
+        tail(&gateway.log(), 3000)
+    );
+    assert_denied(&start("builder"), "push", "ci/app");
+    assert_eq!(start("reader").status, 202);
+}
