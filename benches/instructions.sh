@@ -15,6 +15,10 @@
 #   their own instructions) GATEWAY_BIN=path (else `cargo build --release`)
 #   AUTH=apr1: both proxies require Basic auth from one htpasswd file (an
 #     $apr1$ user, as `htpasswd -m` writes), and every request sends it
+#   ACCESS_RULES=N (needs AUTH): the gateway also decides access rules, N
+#     `team-I/**` rules and a final `**` pull for authenticated users, and
+#     both proxies get `GET /v2/library/app/manifests/latest` (decided by
+#     the last rule) instead of `GET /v2/`
 #   ACCESS_LOG=text|json: the gateway writes its access log in that format
 #     to a file, nginx its default `combined` log to a file (default: both off)
 #   DUMP_DIR=dir: keep the gateway's callgrind dump there, for
@@ -28,9 +32,16 @@ BENCH_NAME=instructions
 REQUESTS="${REQUESTS:-5000}" CONNS="${CONNS:-16}" TOP="${TOP:-20}"
 AUTH="${AUTH:-}"
 case "$AUTH" in "" | apr1) ;; *) echo "instructions: AUTH must be apr1 or empty" >&2; exit 2 ;; esac
+ACCESS_RULES="${ACCESS_RULES:-}"
+if [[ -n "$ACCESS_RULES" ]] && { [[ -z "$AUTH" ]] || ! [[ "$ACCESS_RULES" =~ ^[0-9]+$ ]]; }; then
+  echo "instructions: ACCESS_RULES must be a number and needs AUTH=apr1" >&2
+  exit 2
+fi
+target_path=/v2/
+[[ -n "$ACCESS_RULES" ]] && target_path=/v2/library/app/manifests/latest
 ACCESS_LOG="${ACCESS_LOG:-}"
 case "$ACCESS_LOG" in "" | text | json) ;; *) echo "instructions: ACCESS_LOG must be text, json or empty" >&2; exit 2 ;; esac
-REPORT="${REPORT-benches/results/instructions${AUTH:+-$AUTH}${ACCESS_LOG:+-log-$ACCESS_LOG}.md}"
+REPORT="${REPORT-benches/results/instructions${AUTH:+-$AUTH}${ACCESS_RULES:+-rules-$ACCESS_RULES}${ACCESS_LOG:+-log-$ACCESS_LOG}.md}"
 # hey sends a multiple of its connection count.
 REQUESTS=$((REQUESTS / CONNS * CONNS))
 ((REQUESTS > 0)) || { echo "instructions: REQUESTS must be at least CONNS" >&2; exit 2; }
@@ -49,6 +60,19 @@ if [[ -n "$AUTH" ]]; then
       auth_basic bench;
       auth_basic_user_file $tmp/htpasswd;"
   request_auth=(-H "Authorization: Basic $(printf 'bench:bench-apr1-pass' | base64 -w0)")
+fi
+gateway_access=""
+if [[ -n "$ACCESS_RULES" ]]; then
+  gateway_access="access:
+  rules:"
+  for ((i = 0; i < ACCESS_RULES; i++)); do
+    gateway_access+="
+    - repositories: [team-$i/**]
+      push: [bench]"
+  done
+  gateway_access+="
+    - repositories: [\"**\"]
+      pull: [authenticated]"
 fi
 gateway_log="access_log: off" nginx_log=""
 if [[ -n "$ACCESS_LOG" ]]; then
@@ -113,6 +137,7 @@ registries:
 metrics: off
 $gateway_log
 $gateway_auth
+$gateway_access
 EOF
 RUST_LOG=warn "${callgrind[@]}" --callgrind-out-file="$tmp/gateway.%p.cg" \
   "$gateway_bin" --config "$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
@@ -134,9 +159,9 @@ wait_up "http://127.0.0.1:$ng_port/v2/" "$ng_pid" nginx
 # Instructions per request of one proxy: warm up, zero, load, dump.
 measure() { # name port pid -> "instructions-per-request dump-file"
   local ok dump
-  hey -n 1000 -c "$CONNS" "${request_auth[@]}" "http://127.0.0.1:$2/v2/" >/dev/null
+  hey -n 1000 -c "$CONNS" "${request_auth[@]}" "http://127.0.0.1:$2$target_path" >/dev/null
   callgrind_control -z "$3" >/dev/null 2>&1
-  hey -n "$REQUESTS" -c "$CONNS" "${request_auth[@]}" "http://127.0.0.1:$2/v2/" >"$tmp/$1.hey"
+  hey -n "$REQUESTS" -c "$CONNS" "${request_auth[@]}" "http://127.0.0.1:$2$target_path" >"$tmp/$1.hey"
   callgrind_control -d "$3" >/dev/null 2>&1
   ok="$(awk '$1 == "[200]" {print $2}' "$tmp/$1.hey")"
   [[ "$ok" == "$REQUESTS" ]] || die "$1: ${ok:-0} of $REQUESTS requests answered 200: $(tail -n 15 "$tmp/$1.hey")"
@@ -175,7 +200,7 @@ phase_costs() {
 {
   echo "## Instructions per proxied request"
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m). \`GET /v2/\` through each proxy to a static nginx upstream, $REQUESTS requests over $CONNS kept-alive connections (\`hey -n $REQUESTS -c $CONNS\`), counted by \`valgrind --tool=callgrind\` after a 1000-request warm-up.$([[ -n "$AUTH" ]] && echo " Every request carries Basic credentials of an apr1 user both proxies check (the gateway from its credential cache after the first request, nginx by hashing each time).")$([[ -n "$ACCESS_LOG" ]] && echo " Both proxies write an access log line per request to a file: the gateway in its $ACCESS_LOG format, nginx in its default combined format.") User-space instructions only: the kernel's share of each request (about half of the gateway's CPU time here) is not in these figures."
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m). \`GET $target_path\` through each proxy to a static nginx upstream, $REQUESTS requests over $CONNS kept-alive connections (\`hey -n $REQUESTS -c $CONNS\`), counted by \`valgrind --tool=callgrind\` after a 1000-request warm-up.$([[ -n "$AUTH" ]] && echo " Every request carries Basic credentials of an apr1 user both proxies check (the gateway from its credential cache after the first request, nginx by hashing each time).")$([[ -n "$ACCESS_RULES" ]] && echo " The gateway also decides $((ACCESS_RULES + 1)) access rules (\`team-I/**\`, then \`**\`, which decides); nginx has no equivalent.")$([[ -n "$ACCESS_LOG" ]] && echo " Both proxies write an access log line per request to a file: the gateway in its $ACCESS_LOG format, nginx in its default combined format.") User-space instructions only: the kernel's share of each request (about half of the gateway's CPU time here) is not in these figures."
   echo
   echo "| proxy | instructions / request | ratio to nginx |"
   echo "|---|---:|---:|"

@@ -227,7 +227,10 @@ impl ProxyHttp for RegistryProxy {
         ctx.strip_mount = admission.strip_mount;
         if admission.catalog {
             let (user, upstream) = (ctx.user.as_deref(), &target.upstream);
-            ctx.upstream_status = catalog::answer(session, &registry, upstream, user).await?;
+            // Boxed: the catalog's upstream reads hold Pingora's connect
+            // future (about 10 KB), which would otherwise be part of every
+            // request's request_filter state (and copied with it).
+            ctx.upstream_status = Box::pin(catalog::answer(session, &registry, upstream, user)).await?;
             ctx.upstream = Some(target.upstream.clone());
             ctx.registry = Some(registry);
             return Ok(true);
