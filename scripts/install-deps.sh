@@ -18,7 +18,8 @@ case "$mode" in
   test)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
       htpasswd:apache2-utils openssl:openssl
-      /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests)
+      /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests
+      /usr/bin/systemd-analyze:systemd)
     ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo

@@ -148,15 +148,16 @@ fn the_metrics_listener_serves_three_paths_and_the_registry_listener_none_of_the
     let rsp = Request::get("/metrics").send(gateway.addr());
     assert_eq!(rsp.status, 404, "{}", rsp.describe());
     assert!(rsp.body_text().contains("\"errors\""), "{}", rsp.describe());
-    let text = scrape(m);
-    assert!(
+    // Counted in the request's last phase, which may run just after the
+    // client has read the answer.
+    let counted = || {
         sample(
-            &text,
+            &scrape(m),
             "registry_gateway_requests_total",
-            &[("registry", "none"), ("operation", "other"), ("status", "4xx")]
-        ) >= 1.0,
-        "{text}"
-    );
+            &[("registry", "none"), ("operation", "other"), ("status", "4xx")],
+        ) >= 1.0
+    };
+    assert!(wait_until(Duration::from_secs(5), counted), "{}", scrape(m));
 }
 
 #[test]
