@@ -19,7 +19,7 @@ case "$mode" in
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
       htpasswd:apache2-utils openssl:openssl
       /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests
-      /usr/bin/systemd-analyze:systemd)
+      /usr/bin/systemd-analyze:systemd /bin/kill:procps)
     ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
