@@ -211,6 +211,51 @@ stop_pid() { # pid
   forget_pid "$1"
 }
 
+# The static upstream of compare.sh and threads.sh: one nginx worker that
+# answers `GET /v2/` and the manifest at $static_path from memory, so the
+# proxies in front of it, not the upstream, are the limit.
+oci_manifest=application/vnd.oci.image.manifest.v1+json
+static_manifest='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","size":3}]}'
+static_digest="sha256:$(printf '%s' "$static_manifest" | sha256sum | cut -d' ' -f1)"
+static_path=/v2/bench/static/manifests/latest
+static_upstream_conf() { # dir port worker-connections [extra location] -> dir/nginx.conf
+  local d="$1"
+  mkdir -p "$d/tmp"
+  chmod 755 "$d" "$d/tmp"
+  cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $tmp/static.log warn;
+events { worker_connections $3; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  types { }
+  default_type application/json;
+  server {
+    listen 127.0.0.1:$2;
+    location = /v2/ {
+      add_header Docker-Distribution-Api-Version registry/2.0 always;
+      return 200 '{}';
+    }
+    location = $static_path {
+      default_type $oci_manifest;
+      add_header Docker-Content-Digest $static_digest always;
+      add_header Docker-Distribution-Api-Version registry/2.0 always;
+      return 200 '$static_manifest';
+    }
+    ${4:-}
+    location / { return 404; }
+  }
+}
+EOF
+}
+
 # --- measuring helpers shared by compare.sh and threads.sh ---------------
 # shellcheck disable=SC2034 # read by the scripts that source this file
 clk_tck="$(getconf CLK_TCK)"

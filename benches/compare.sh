@@ -68,7 +68,6 @@ need_registry=0 need_static=0 need_tls=0
 bench_start
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-oci_manifest=application/vnd.oci.image.manifest.v1+json
 declare -A url=()      # endpoint -> base URL
 declare -A cpu_pids=() # endpoint -> proxy pids whose CPU is counted
 
@@ -84,45 +83,10 @@ fi
 # The static upstream: one nginx worker answering the two small-request
 # endpoints from memory, so that it is never the bottleneck the way
 # registry:2 (about 1.5k requests/s here) is. Its CPU is not counted.
-static_manifest='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","size":3}]}'
-static_digest="sha256:$(printf '%s' "$static_manifest" | sha256sum | cut -d' ' -f1)"
-static_path=/v2/bench/static/manifests/latest
 if ((need_static)); then
   st_port="$(free_port)"
   d="$tmp/static"
-  mkdir -p "$d/tmp"
-  chmod 755 "$d" "$d/tmp"
-  cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $tmp/static.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
-  types { }
-  default_type application/json;
-  server {
-    listen 127.0.0.1:$st_port;
-    location = /v2/ {
-      add_header Docker-Distribution-Api-Version registry/2.0 always;
-      return 200 '{}';
-    }
-    location = $static_path {
-      default_type $oci_manifest;
-      add_header Docker-Content-Digest $static_digest always;
-      add_header Docker-Distribution-Api-Version registry/2.0 always;
-      return 200 '$static_manifest';
-    }
-    location / { return 404; }
-  }
-}
-EOF
+  static_upstream_conf "$d" "$st_port" 1024
   # shellcheck disable=SC2094 # nginx appends to its error log itself
   "$nginx_bin" -e "$tmp/static.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;' >>"$tmp/static.log" 2>&1 &
   pids+=($!)

@@ -62,51 +62,14 @@ if [[ "$(ulimit -n)" != unlimited ]] && (($(ulimit -n) < need_fds)); then
 fi
 
 bench_start
-oci_manifest=application/vnd.oci.image.manifest.v1+json
 
 # --- the static upstream (as in compare.sh) --------------------------------
 # One nginx worker answering the manifest from memory, plus stub_status on a
 # path the load never asks for: its accept counter gives the upstream
 # connections the gateway opened during a run.
-static_manifest='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","size":3}]}'
-static_digest="sha256:$(printf '%s' "$static_manifest" | sha256sum | cut -d' ' -f1)"
-static_path=/v2/bench/static/manifests/latest
 st_port="$(free_port)"
 d="$tmp/static"
-mkdir -p "$d/tmp"
-chmod 755 "$d" "$d/tmp"
-cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $tmp/static.log warn;
-events { worker_connections $((2 * max_conns + 100)); }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
-  types { }
-  default_type application/json;
-  server {
-    listen 127.0.0.1:$st_port;
-    location = /v2/ {
-      add_header Docker-Distribution-Api-Version registry/2.0 always;
-      return 200 '{}';
-    }
-    location = $static_path {
-      default_type $oci_manifest;
-      add_header Docker-Content-Digest $static_digest always;
-      add_header Docker-Distribution-Api-Version registry/2.0 always;
-      return 200 '$static_manifest';
-    }
-    location = /_stub_status { stub_status; }
-    location / { return 404; }
-  }
-}
-EOF
+static_upstream_conf "$d" "$st_port" $((2 * max_conns + 100)) 'location = /_stub_status { stub_status; }'
 run_nginx "$d" static "http://127.0.0.1:$st_port/v2/"
 static_pid="$nginx_pid"
 read -r -a static_pids <<<"$static_pid$(children_of "$static_pid")"
