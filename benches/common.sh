@@ -256,6 +256,30 @@ http {
 EOF
 }
 
+# wrk --latency output -> rps p50 p99 reqs bad sockerr (globals). sockerr:
+# "Socket errors: connect 0, read 3, write 0, timeout 0" summed.
+parse_wrk() { # output
+  rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$1")"
+  p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$1")")"
+  p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$1")")"
+  reqs="$(awk '/requests in/ { print $1 }' <<<"$1")"
+  bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$1")"
+  sockerr="$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' <<<"$1")"
+}
+
+# $tmp/gateway.yaml: one listener on PORT in front of start_registry's
+# registry:2, no metrics, no access log; SERVER is the `server:` map body.
+registry_gateway_yaml() { # port server
+  cat >"$tmp/gateway.yaml" <<YAML
+server: { $2 }
+listeners: [ { address: "127.0.0.1:$1" } ]
+upstreams: { registry: { url: "http://127.0.0.1:$reg_port" } }
+registries: [ { name: main, default: true, upstream: registry } ]
+metrics: off
+access_log: off
+YAML
+}
+
 # --- measuring helpers shared by compare.sh and threads.sh ---------------
 # shellcheck disable=SC2034 # read by the scripts that source this file
 clk_tck="$(getconf CLK_TCK)"

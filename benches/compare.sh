@@ -403,15 +403,9 @@ load_run() {
   fi
   ((${#pp[@]})) && after="$(cpu_ticks "${pp[@]}")" cs1="$(ctx_switches "${pp[@]}")"
   if [[ "$tool" == wrk ]]; then
-    rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
-    p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
-    p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
-    reqs="$(awk '/requests in/ { print $1 }' <<<"$out")"
-    bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")"
-    # "Socket errors: connect 0, read 3, write 0, timeout 0": a few reads
-    # failing as a closing connection races the next request are not
-    # answers; more than 1% of the requests fail the run.
-    sockerr="$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' <<<"$out")"
+    parse_wrk "$out"
+    # A few reads failing as a closing connection races the next request
+    # are not answers; more than 1% of the requests fail the run.
     [[ -z "$sockerr" ]] || ((sockerr * 100 <= reqs)) || die "$ep: $sockerr socket errors in $reqs requests for $u"
   else
     read -r rps p50 p99 reqs bad <<<"$(hey_stats <<<"$out")"

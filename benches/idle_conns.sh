@@ -32,14 +32,7 @@ start_registry
 
 # gateway: listens on $gw_port; nginx: on $ng_port, in $tmp/nginx.
 gw_port="$(free_port)"
-cat >"$tmp/gateway.yaml" <<YAML
-server: { threads: 2, max_connections: $((CONNS + 100)) }
-listeners: [ { address: "127.0.0.1:$gw_port" } ]
-upstreams: { registry: { url: "http://127.0.0.1:$reg_port" } }
-registries: [ { name: main, default: true, upstream: registry } ]
-metrics: off
-access_log: off
-YAML
+registry_gateway_yaml "$gw_port" "threads: 2, max_connections: $((CONNS + 100))"
 ng_port="$(free_port)"
 while [[ "$ng_port" == "$gw_port" ]]; do ng_port="$(free_port)"; done
 # One worker may accept most of the connections: each gets room for all.

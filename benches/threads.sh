@@ -197,14 +197,9 @@ measure() { # layout conns
   fi
   out="$(cat "$tmp/wrk.out")"
   read -r wrk_user wrk_sys <"$tmp/wrk.time"
-  rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
-  p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
-  p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
-  reqs="$(awk '/requests in/ { print $1 }' <<<"$out")"
-  bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")"
+  parse_wrk "$out"
   # A few reads failing as a connection closes are not answers; more than
   # 1% of the requests fail the run (as in compare.sh).
-  sockerr="$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' <<<"$out")"
   if ! [[ "$reqs" =~ ^[0-9]+$ ]] || ((reqs == 0)); then die "$l c$c: no requests counted: $out"; fi
   [[ -z "$bad" ]] || die "$l c$c: $bad answers were not 2xx/3xx"
   [[ -z "$sockerr" ]] || ((sockerr * 100 <= reqs)) || die "$l c$c: $sockerr socket errors in $reqs requests"

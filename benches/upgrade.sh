@@ -16,14 +16,7 @@ command -v hey >/dev/null || die "hey is missing: apt-get install -y hey"
 
 start_registry
 gw_port="$(free_port)"
-cat >"$tmp/gateway.yaml" <<YAML
-server: { threads: 2, pid_file: $tmp/gateway.pid }
-listeners: [ { address: "127.0.0.1:$gw_port" } ]
-upstreams: { registry: { url: "http://127.0.0.1:$reg_port" } }
-registries: [ { name: main, default: true, upstream: registry } ]
-metrics: off
-access_log: off
-YAML
+registry_gateway_yaml "$gw_port" "threads: 2, pid_file: $tmp/gateway.pid"
 run_gateway info
 old_pid=$gw_pid
 

@@ -120,10 +120,11 @@ pub async fn admit(
             deny(session, registry, a, None, "", challenge, v2).await
         }
         Requirement::Act(action) => {
-            let repository = request.repository.to_owned();
-            let decision = policy.decide(a.user.as_deref(), &repository, action);
+            let decision = policy.decide(a.user.as_deref(), request.repository, action);
             a.verdict = Verdict::from_decision(decision);
             if !decision.allowed {
+                // Owned only here: the answer needs the session mutably.
+                let repository = request.repository.to_owned();
                 return deny(session, registry, a, Some(action), &repository, challenge, v2).await;
             }
             if request.operation == Operation::UploadStart {
