@@ -64,7 +64,12 @@ pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, metho
         return out;
     };
     let _ = writeln!(out, "route: {name}");
-    let _ = writeln!(out, "upstream: {} ({})", target.upstream.name, target.upstream.url());
+    let _ = writeln!(
+        out,
+        "upstream: {} ({})",
+        target.upstream.name,
+        target.upstream.describe()
+    );
     let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
     match &target.auth {
         None => out.push_str("auth: none (Authorization passes through)"),

@@ -3,7 +3,8 @@
 //! Modules follow a request through the gateway: [`config`] is read once into
 //! runtime tables; [`server`] owns listeners and signals; [`head_checks`]
 //! refuses heads no registry request has; [`routing`] picks
-//! the route and upstream; [`proxy`] is the Pingora glue whose phases call
+//! the route and upstream; [`pool`] chooses the replica of an upstream and
+//! keeps its health; [`proxy`] is the Pingora glue whose phases call
 //! [`rewrite`] for headers and Location, [`reply`] for the gateway's own
 //! error responses, and [`access_log`] at the end.
 
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod operation;
 pub mod passwd;
+pub mod pool;
 pub mod proxy;
 pub mod query;
 pub mod reload;

@@ -12,7 +12,7 @@ use http::{Method, Version};
 use pingora::http::ResponseHeader;
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
@@ -23,10 +23,12 @@ use crate::access_log;
 use crate::affinity;
 use crate::body::BodyCoalescer;
 use crate::catalog;
+use crate::config::PolicySetting;
 use crate::guard::{self, Gate};
 use crate::head_checks;
-use crate::metrics::{IN_FLIGHT, RegistryMetrics, RequestRecord, UpstreamFailure};
+use crate::metrics::{IN_FLIGHT, RegistryMetrics, RequestRecord, Selection, UpstreamFailure};
 use crate::operation::{self, RegistryRequest};
+use crate::pool::Pick;
 use crate::query;
 use crate::reply::ErrorReply;
 use crate::rewrite::{self, ClientView, Scheme};
@@ -85,6 +87,12 @@ pub struct RequestCtx {
     route: Option<Route>,
     registry: Option<Arc<VirtualRegistry>>,
     upstream: Option<Arc<Upstream>>,
+    /// The replica an upload hint named.
+    forced: Option<usize>,
+    /// The replica of the current attempt, counted in flight while held.
+    pick: Option<Pick>,
+    /// The replica of a failed first attempt, which the retry avoids.
+    tried: Option<usize>,
     view: Option<ClientView>,
     /// Set when the gateway itself authenticated the request.
     user: Option<Arc<str>>,
@@ -98,6 +106,16 @@ pub struct RequestCtx {
     verdict: Verdict,
     /// HTTP/2 request bodies: small DATA frames gathered before the upstream write.
     body: Option<BodyCoalescer>,
+}
+
+impl RequestCtx {
+    /// The replica of the current attempt, for logs.
+    fn replica_url(&self) -> &str {
+        match (&self.upstream, &self.pick) {
+            (Some(up), Some(pick)) => &up.pool.replica(pick.index).url,
+            _ => "",
+        }
+    }
 }
 
 impl Drop for RequestCtx {
@@ -138,6 +156,9 @@ impl ProxyHttp for RegistryProxy {
             route: None,
             registry: None,
             upstream: None,
+            forced: None,
+            pick: None,
+            tried: None,
             view: None,
             user: None,
             upstream_status: 0,
@@ -235,25 +256,94 @@ impl ProxyHttp for RegistryProxy {
             ctx.registry = Some(registry);
             return Ok(true);
         }
-        ctx.upstream = Some(if v2 {
+        if v2 {
             let req = session.req_header();
             // The hint never reaches the upstream.
             ctx.strip_hint = affinity::hint(req.uri.query()).is_some();
-            registry.v2_upstream(&target.upstream, &req.method, req.uri.path(), req.uri.query())
+            let d = registry.v2_destination(&target.upstream, &req.method, req.uri.path(), req.uri.query());
+            ctx.upstream = Some(d.upstream);
+            ctx.forced = d.replica;
         } else {
-            target.upstream.clone()
-        });
+            ctx.upstream = Some(target.upstream.clone());
+        }
         ctx.registry = Some(registry);
         Ok(false)
     }
 
+    /// Runs for each attempt: the first, and a retry (on another replica).
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let method = &session.req_header().method;
-        let quick = matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
-        match &ctx.upstream {
-            Some(u) => Ok(u.peer(quick)),
-            None => Error::e_explain(ErrorType::InternalError, "no upstream chosen"),
-        }
+        let Some(up) = ctx.upstream.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no upstream chosen");
+        };
+        let req = session.req_header();
+        let quick = matches!(
+            req.method,
+            Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+        );
+        let pool = &up.pool;
+        let pick = match ctx.forced {
+            // An upload's own replica holds its state. With one
+            // `http.secret` across replicas, one that is down hands on.
+            Some(i) if ctx.tried.is_none() && (!pool.shared_secret() || pool.is_available(i)) => {
+                pool.pick(i, Selection::Upload)
+            }
+            _ => {
+                let repository = match pool.policy() {
+                    PolicySetting::ConsistentHash => {
+                        operation::classify(&req.method, ctx.route, req.uri.path()).repository
+                    }
+                    _ => "",
+                };
+                pool.choose(repository.as_bytes(), ctx.tried)
+            }
+        };
+        let peer = pool.replica(pick.index).peer(quick);
+        // Replaces (and so stops counting) a failed first attempt.
+        ctx.pick = Some(pick);
+        Ok(peer)
+    }
+
+    /// Connecting failed: nothing reached the replica. Counted, may eject
+    /// it, and a GET or HEAD goes once to another replica that is up.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let retry = attempt_failed(session, ctx, &e, false);
+        e.set_retry(retry);
+        e
+    }
+
+    /// The exchange failed after connecting (or on a pooled connection).
+    /// Replaces Pingora's default, which would also replay PUT and DELETE
+    /// on reused connections: only a GET or HEAD with no response byte yet
+    /// is tried once more, never an upload or a DELETE.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let retry = *e.esource() == ErrorSource::Upstream && attempt_failed(session, ctx, &e, client_reused);
+        e.set_retry(retry);
+        e
+    }
+
+    // A retry is logged by `attempt_failed`, naming the replica.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        _e: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        matches!(context, ProxyWarnLogContext::UpstreamRetry)
     }
 
     async fn upstream_request_filter(
@@ -262,8 +352,9 @@ impl ProxyHttp for RegistryProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
-            rewrite::prepare_upstream_request(req, view, up.host_header, &up.authority_header);
+        if let (Some(up), Some(pick), Some(view)) = (&ctx.upstream, &ctx.pick, &ctx.view) {
+            let replica = up.pool.replica(pick.index);
+            rewrite::prepare_upstream_request(req, view, up.host_header, &replica.authority_header);
             let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
             let mut unhinted = ctx.strip_hint.then(|| affinity::strip(target));
             if ctx.strip_mount {
@@ -271,7 +362,7 @@ impl ProxyHttp for RegistryProxy {
                 unhinted = Some(query::without(t, &["mount", "from"]));
             }
             let target = unhinted.as_deref().unwrap_or(target);
-            if let Some(uri) = rewrite::prefixed_target(target, &up.path_prefix) {
+            if let Some(uri) = rewrite::prefixed_target(target, &replica.path_prefix) {
                 req.set_uri(uri);
             } else if let Some(Ok(uri)) = unhinted.map(http::Uri::try_from) {
                 req.set_uri(uri);
@@ -309,12 +400,16 @@ impl ProxyHttp for RegistryProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = resp.status.as_u16();
-        if let (Some(up), Some(view)) = (&ctx.upstream, &ctx.view) {
+        if let (Some(up), Some(pick), Some(view)) = (&ctx.upstream, &ctx.pick, &ctx.view) {
+            let replica = up.pool.replica(pick.index);
             up.metrics.response(ctx.upstream_status);
-            rewrite::prepare_client_response(resp, up, view, ctx.route == Some(Route::V2));
-            if ctx.route == Some(Route::V2)
+            up.pool.answered(pick.index, ctx.upstream_status);
+            let v2 = ctx.route == Some(Route::V2);
+            rewrite::prepare_client_response(resp, &replica.authority, &replica.path_prefix, view, v2);
+            // The upload URL names the replica that answered its POST.
+            if v2
                 && let Some(tagged) = (resp.headers.get(http::header::LOCATION))
-                    .and_then(|l| affinity::tag_location(l.as_bytes(), &up.upload_key))
+                    .and_then(|l| affinity::tag_location(l.as_bytes(), &replica.upload_key))
             {
                 let _ = resp.insert_header(http::header::LOCATION, tagged);
             }
@@ -324,13 +419,11 @@ impl ProxyHttp for RegistryProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let reply = classify_failure(e);
-        if let (Some(up), ErrorSource::Upstream) = (&ctx.upstream, e.esource()) {
-            up.metrics.failure(upstream_failure(e));
-        }
-        if let (Some(reply), Some(up)) = (reply, &ctx.upstream) {
-            if matches!(reply, ErrorReply::BadGateway | ErrorReply::GatewayTimeout) {
-                log::warn!("upstream {} ({}) failed: {e}", up.name, up.address);
-            }
+        // Failed attempts were counted as they failed (`attempt_failed`).
+        if let (Some(reply), Some(up)) = (reply, &ctx.upstream)
+            && matches!(reply, ErrorReply::BadGateway | ErrorReply::GatewayTimeout)
+        {
+            log::warn!("upstream {} ({}) failed: {e}", up.name, ctx.replica_url());
         }
         let code = match reply {
             Some(reply) => {
@@ -399,9 +492,43 @@ fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestCtx, r: &Reque
         bytes_out: r.response_bytes,
         duration: r.duration,
         upstream: ctx.upstream.as_ref().map_or("", |u| u.name.as_str()),
+        replica: ctx.replica_url(),
         upstream_status: ctx.upstream_status,
         error: &error,
     });
+}
+
+/// Counts a failed attempt against its upstream and replica; whether the
+/// request may be tried once more. `reused`: on a pooled connection.
+fn attempt_failed(session: &Session, ctx: &mut RequestCtx, e: &Error, reused: bool) -> bool {
+    let (Some(up), Some(pick)) = (&ctx.upstream, &ctx.pick) else {
+        return false;
+    };
+    let failure = upstream_failure(e);
+    up.metrics.failure(failure);
+    up.pool.failed(pick.index, failure, e);
+    let method = &session.req_header().method;
+    let idempotent_read = matches!(*method, Method::GET | Method::HEAD);
+    let bound = ctx.forced.is_some() && !up.pool.shared_secret();
+    let first = ctx.tried.is_none() && ctx.upstream_status == 0;
+    if !(idempotent_read && first && !bound) {
+        return false;
+    }
+    // Elsewhere when possible; a pooled connection the replica had closed
+    // is not its fault, so with nowhere else it may go back.
+    let elsewhere = up.pool.has_alternative(pick.index);
+    let stale = reused && failure == UpstreamFailure::Other;
+    if elsewhere || stale {
+        log::info!(
+            "upstream {}: {method} on {} failed ({e}); trying {}",
+            up.name,
+            up.pool.replica(pick.index).url,
+            if elsewhere { "another replica" } else { "again" }
+        );
+        ctx.tried = Some(pick.index);
+        return true;
+    }
+    false
 }
 
 fn upstream_failure(e: &Error) -> UpstreamFailure {

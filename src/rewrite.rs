@@ -13,7 +13,6 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::config::HostHeaderMode;
-use crate::upstream::Upstream;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -316,12 +315,19 @@ pub fn prefixed_target(path_and_query: &str, path_prefix: &str) -> Option<http::
     http::Uri::try_from(target).ok()
 }
 
-/// Applies Location rewriting and the API version header to a response.
-pub fn prepare_client_response(resp: &mut ResponseHeader, upstream: &Upstream, view: &ClientView, v2: bool) {
+/// Applies Location rewriting and the API version header to a response
+/// from the replica at `authority` (serving under `path_prefix`).
+pub fn prepare_client_response(
+    resp: &mut ResponseHeader,
+    authority: &str,
+    path_prefix: &str,
+    view: &ClientView,
+    v2: bool,
+) {
     if let Some(new) = resp
         .headers
         .get(LOCATION)
-        .and_then(|loc| rewrite_location(loc.as_bytes(), &upstream.authority, &upstream.path_prefix, view))
+        .and_then(|loc| rewrite_location(loc.as_bytes(), authority, path_prefix, view))
     {
         let _ = resp.insert_header(LOCATION, new);
     }

@@ -29,8 +29,9 @@ use crate::listeners;
 use crate::metrics::IN_FLIGHT;
 use crate::metrics::{
     self,
-    endpoint::{MetricsApp, ProbeTarget, Readiness, ReadinessProbe},
+    endpoint::{MetricsApp, Readiness},
 };
+use crate::pool::HealthService;
 use crate::proxy::RegistryProxy;
 use crate::reload::{self, FileStamp};
 use crate::runtime::{Current, Reload, ReloadOutcome, Snapshot};
@@ -89,6 +90,8 @@ pub fn run(config: Snapshot, upgrade: bool) -> Result<(), StartError> {
     })?;
     metrics::init(config.tls_stats());
     let current = Current::new(config);
+    let sampled = current.clone();
+    metrics::init_pools(Box::new(move || sampled.get().replica_samples()));
     watch_files(current.clone());
     let on_hup = current.clone();
     install_sighup_handler(move || {
@@ -160,21 +163,15 @@ pub fn run(config: Snapshot, upgrade: bool) -> Result<(), StartError> {
         log::warn!("{w}");
     }
     server.add_service(proxy);
+    // Checks run whether or not metrics are served: selection needs them.
+    let checked = current.clone();
+    server.add_service(background_service(
+        "upstream health",
+        HealthService::new(Box::new(move || checked.get().health_groups())),
+    ));
     if let Some(m) = &config.metrics {
-        let probed = current.clone();
-        let targets = Box::new(move || {
-            let s = probed.get();
-            let targets = (s.upstreams.iter())
-                .map(|u| ProbeTarget {
-                    name: u.name.clone(),
-                    address: u.address,
-                    timeout: u.connect_timeout(),
-                })
-                .collect();
-            (s.generation, targets)
-        });
-        let readiness = Readiness::new(targets, m.probe_interval);
-        server.add_service(background_service("upstream probe", ReadinessProbe(readiness.clone())));
+        let reported = current.clone();
+        let readiness = Readiness::new(Box::new(move || reported.get().ready_report()));
         let mut endpoint = Service::new("metrics".to_owned(), MetricsApp { readiness });
         endpoint.add_tcp(&m.address.to_string());
         server.add_service(endpoint);
@@ -206,7 +203,7 @@ fn describe_registries(config: &Snapshot) -> String {
                 r.name,
                 config.router.rule(i).describe(),
                 up.name,
-                up.url()
+                up.describe()
             )
         })
         .collect();

@@ -262,7 +262,7 @@ pub struct VirtualRegistry {
     pub is_default: bool,
     pub routes: RouteTable,
     pub metrics: Arc<crate::metrics::RegistryMetrics>,
-    /// Upstreams uploads of this registry may continue on: those of its
+    /// Upstreams whose replicas uploads of this registry may continue on: those of its
     /// routes now, then those it had before reloads (newest first).
     pub upload_upstreams: Vec<Arc<Upstream>>,
     /// Repositories whose push straddles a reload, on their old upstream.
@@ -275,43 +275,65 @@ pub struct VirtualRegistry {
 /// upstream no longer find their upstream.
 pub const MAX_UPLOAD_UPSTREAMS: usize = 16;
 
+/// Where a `/v2` request goes: the upstream, and the replica an upload's
+/// hint names (its requests must reach the replica that holds its state).
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub upstream: Arc<Upstream>,
+    pub replica: Option<usize>,
+}
+
+impl Destination {
+    fn to(upstream: &Arc<Upstream>) -> Destination {
+        Destination {
+            upstream: upstream.clone(),
+            replica: None,
+        }
+    }
+}
+
 impl VirtualRegistry {
-    /// The upstream an upload URL's hint names, among those this registry
-    /// has used.
-    pub fn upload_upstream(&self, key: &str) -> Option<&Arc<Upstream>> {
-        self.upload_upstreams.iter().find(|u| u.upload_key == key)
+    /// The replica an upload URL's hint names, among the upstreams this
+    /// registry has used (its current ones first).
+    pub fn upload_replica(&self, key: &str) -> Option<(&Arc<Upstream>, usize)> {
+        (self.upload_upstreams.iter()).find_map(|u| Some((u, u.pool.by_upload_key(key)?)))
     }
 
-    /// The upstream for a `/v2` request whose route says `routed`: an
-    /// upload's own (by its hint), or where a push that straddled a reload
-    /// is pinned.
-    pub fn v2_upstream(
+    /// Where a `/v2` request whose route says `routed` goes: an upload's
+    /// own replica (by its hint), or where a push that straddled a reload
+    /// is pinned, or the route's upstream.
+    pub fn v2_destination(
         &self,
         routed: &Arc<Upstream>,
         method: &Method,
         path: &str,
         query: Option<&str>,
-    ) -> Arc<Upstream> {
+    ) -> Destination {
         // Most requests carry no query at all: no path scan for them.
         let hint = affinity::hint(query).filter(|_| path.contains("/blobs/uploads/"));
         if let Some(key) = hint {
-            let Some(owner) = self.upload_upstream(key) else {
-                return routed.clone();
+            let Some((owner, replica)) = self.upload_replica(key) else {
+                return Destination::to(routed);
             };
-            if owner.upload_key != routed.upload_key {
+            if routed.pool.by_upload_key(key).is_none() {
+                // Started before a reload moved the route: the rest of the
+                // push follows the upload to the old upstream.
                 let request = operation::classify(method, Some(Route::V2), path);
                 self.pins.pin(request.repository, owner.clone());
             }
-            return owner.clone();
+            return Destination {
+                upstream: owner.clone(),
+                replica: Some(replica),
+            };
         }
         if !self.pins.is_empty() {
             let request = operation::classify(method, Some(Route::V2), path);
             let write = !matches!(*method, Method::GET | Method::HEAD);
             if let Some(pinned) = self.pins.get(request.repository, write) {
-                return pinned;
+                return Destination::to(&pinned);
             }
         }
-        routed.clone()
+        Destination::to(routed)
     }
 
     /// Adds the upstreams `older` (this registry before a reload) had,
@@ -321,7 +343,7 @@ impl VirtualRegistry {
             if self.upload_upstreams.len() >= MAX_UPLOAD_UPSTREAMS {
                 break;
             }
-            if self.upload_upstream(&u.upload_key).is_none() {
+            if !self.upload_upstreams.iter().any(|x| x.pool.key() == u.pool.key()) {
                 self.upload_upstreams.push(u.clone());
             }
         }

@@ -29,6 +29,8 @@ pub struct Entry<'a> {
     pub bytes_out: u64,
     pub duration: Duration,
     pub upstream: &'a str,
+    /// The replica's URL; empty: none.
+    pub replica: &'a str,
     /// 0: no upstream response.
     pub upstream_status: u16,
     pub error: &'a str,
@@ -49,7 +51,7 @@ enum Value<'a> {
 
 impl Entry<'_> {
     /// `(JSON key, text key, value)` in line order.
-    fn fields(&self) -> [(&'static str, &'static str, Value<'_>); 18] {
+    fn fields(&self) -> [(&'static str, &'static str, Value<'_>); 19] {
         use Value::*;
         [
             ("time", "time", Time(self.time)),
@@ -68,6 +70,7 @@ impl Entry<'_> {
             ("bytes_out", "out", Number(self.bytes_out)),
             ("duration_ms", "duration_ms", Millis(self.duration)),
             ("upstream", "upstream", Text(self.upstream)),
+            ("replica", "replica", Text(self.replica)),
             (
                 "upstream_status",
                 "upstream_status",
@@ -318,6 +321,7 @@ mod tests {
             bytes_out: 0,
             duration: Duration::from_micros(12_500),
             upstream: "registry",
+            replica: "http://127.0.0.1:15000",
             upstream_status: 201,
             error,
         }
@@ -330,7 +334,7 @@ mod tests {
             line,
             "time=2026-11-23T12:00:00.000Z client=127.0.0.1:40000 method=PUT host=registry.example:5000 \
              path=/v2/team/app/blobs/uploads/u1 status=201 registry=main op=upload_complete repo=team/app \
-             ref=u1 user=alice access=- in=1024 out=0 duration_ms=12.500 upstream=registry upstream_status=201"
+             ref=u1 user=alice access=- in=1024 out=0 duration_ms=12.500 upstream=registry replica=http://127.0.0.1:15000 upstream_status=201"
         );
         let line = text_line(&entry("read \"timed\" out", ""));
         assert!(line.contains(" user=- "), "{line}");

@@ -24,6 +24,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use crate::access::AccessPolicy;
+use crate::pool::Replica;
 use crate::query;
 use crate::reply::ErrorReply;
 use crate::rewrite::{API_VERSION_TITLE, API_VERSION_VALUE};
@@ -209,6 +210,8 @@ pub fn parse_page(body: &[u8]) -> Option<Vec<String>> {
 /// A catalog request the gateway answers.
 pub struct CatalogRequest<'a> {
     pub upstream: &'a Upstream,
+    /// Reads every page (shared storage: any replica lists the same names).
+    pub replica: &'a Replica,
     pub policy: &'a AccessPolicy,
     pub user: Option<&'a str>,
     /// The client's Authorization, when the upstream is to see it.
@@ -248,8 +251,10 @@ pub async fn answer(
         _ => req.headers.get(http::header::AUTHORIZATION).cloned(),
     };
     let head = req.method == http::Method::HEAD;
+    let pick = upstream.pool.choose(b"", None);
     let request = CatalogRequest {
         upstream,
+        replica: upstream.pool.replica(pick.index),
         policy,
         user,
         authorization,
@@ -271,20 +276,16 @@ pub async fn serve(session: &mut Session, c: CatalogRequest<'_>) -> pingora::Res
     let mut fetch_n = FETCH_N;
     let mut status = 0;
     while pager.wants_more() {
-        match fetch(c.upstream, fetch_n, pager.cursor(), c.authorization.as_ref()).await {
+        match fetch(c.replica, fetch_n, pager.cursor(), c.authorization.as_ref()).await {
             Ok(Fetched::Page { names, more }) => {
                 status = 200;
                 pager.feed(names, more, |r| c.policy.may_pull(c.user, r));
             }
             Ok(Fetched::TooMany) if fetch_n > 1 => fetch_n = (fetch_n / 10).max(1),
-            Ok(Fetched::TooMany) => return upstream_failed(session, c.upstream, 400).await,
-            Ok(Fetched::Failed { status }) => return upstream_failed(session, c.upstream, status).await,
+            Ok(Fetched::TooMany) => return upstream_failed(session, &c, 400).await,
+            Ok(Fetched::Failed { status }) => return upstream_failed(session, &c, status).await,
             Err(e) => {
-                log::warn!(
-                    "upstream {} ({}): catalog page: {e}",
-                    c.upstream.name,
-                    c.upstream.address
-                );
+                log::warn!("upstream {} ({}): catalog page: {e}", c.upstream.name, c.replica.url);
                 ErrorReply::BadGateway.send(session, true).await?;
                 return Ok(0);
             }
@@ -304,17 +305,17 @@ pub async fn serve(session: &mut Session, c: CatalogRequest<'_>) -> pingora::Res
     Ok(status)
 }
 
-async fn upstream_failed(session: &mut Session, upstream: &Upstream, status: u16) -> pingora::Result<u16> {
+async fn upstream_failed(session: &mut Session, c: &CatalogRequest<'_>, status: u16) -> pingora::Result<u16> {
     log::warn!(
         "upstream {} ({}) answered {status} to a catalog page",
-        upstream.name,
-        upstream.address
+        c.upstream.name,
+        c.replica.url
     );
     ErrorReply::BadGateway.send(session, true).await?;
     Ok(status)
 }
 
-async fn fetch(up: &Upstream, n: usize, last: Option<&str>, auth: Option<&HeaderValue>) -> pingora::Result<Fetched> {
+async fn fetch(up: &Replica, n: usize, last: Option<&str>, auth: Option<&HeaderValue>) -> pingora::Result<Fetched> {
     let mut target = format!("{}/v2/_catalog?n={n}", up.path_prefix);
     if let Some(l) = last {
         target.push_str("&last=");

@@ -10,6 +10,7 @@ use super::settings::*;
 use super::{ConfigIssue, issue};
 
 mod access;
+mod upstreams;
 
 impl Settings {
     /// Checks every plain setting; problems are appended to `issues` and the
@@ -38,6 +39,13 @@ impl Settings {
         if file.upstreams.is_empty() {
             c.issue("upstreams", "at least one upstream is required");
         }
+        // `metrics.probe_interval`, when written, is the old name of the
+        // default check interval.
+        let probe_interval = match &file.metrics {
+            Some(Switch::On(m)) => m.probe_interval.map(|d| d.0).filter(|d| !d.is_zero()),
+            _ => None,
+        };
+        let pools = c.pools(&file, probe_interval);
         Settings {
             source: source.to_owned(),
             dir,
@@ -51,6 +59,7 @@ impl Settings {
             access_log,
             access,
             registry_access,
+            pools,
             file,
             text: text.to_owned(),
         }

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::grants::{Principal, RepoGlob};
-use super::values::{ByteSize, Duration, IpNet, ListenAddress, UpstreamUrl};
+use super::values::{ByteSize, Duration, IpNet, ListenAddress};
+
+pub use super::upstream_file::*;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,46 +160,6 @@ pub struct CertificateSection {
     /// SNI names served with this certificate beyond its own SAN names.
     #[serde(default)]
     pub names: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamSection {
-    pub url: UpstreamUrl,
-    #[serde(default)]
-    pub host_header: HostHeaderMode,
-    /// Keep the client's Authorization header on requests the gateway
-    /// authenticated itself (it is removed by default).
-    #[serde(default)]
-    pub forward_authorization: bool,
-    /// For `https://` upstreams.
-    pub tls: Option<UpstreamTlsSection>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamTlsSection {
-    /// PEM CA bundle to verify the upstream with, instead of the system roots.
-    pub ca: Option<PathBuf>,
-    /// Client certificate chain and key for mutual TLS.
-    pub client_cert: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
-    /// Name sent as SNI and verified, instead of the URL's host.
-    pub server_name: Option<String>,
-    /// Skip certificate verification entirely. Logged at start.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-/// Which Host header the upstream registry receives.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HostHeaderMode {
-    /// The client's Host, port included (nginx: `proxy_set_header Host $http_host`).
-    #[default]
-    Client,
-    /// The upstream's own `host:port` from its URL.
-    Upstream,
 }
 
 #[derive(Debug, Deserialize)]

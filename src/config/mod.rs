@@ -6,6 +6,7 @@ pub mod file;
 pub mod grants;
 mod locate;
 mod settings;
+mod upstream_file;
 pub mod values;
 
 use std::fmt;

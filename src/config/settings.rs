@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::file::{AccessLogFormat, GatewayFile};
 use super::grants::{Principal, RepoGlob};
-use super::values::IpNet;
+pub use super::upstream_file::PolicySetting;
+use super::values::{IpNet, UpstreamUrl};
 
 /// Process-wide settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,7 +234,70 @@ pub struct Settings {
     pub access: Option<AccessSettings>,
     /// Per registry, in file order, inheritance resolved.
     pub registry_access: Vec<RegistryAccess>,
+    /// Per upstream name, checked; TLS files are loaded by `runtime`.
+    pub pools: BTreeMap<String, PoolSettings>,
     pub file: GatewayFile,
     /// The YAML as read, to point messages at lines.
     pub text: String,
+}
+
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTH_RISE: u32 = 2;
+pub const DEFAULT_HEALTH_FALL: u32 = 2;
+pub const DEFAULT_HEALTH_PATH: &str = "/v2/";
+pub const DEFAULT_PASSIVE_FAILURES: u32 = 1;
+pub const DEFAULT_PASSIVE_EJECTION: Duration = Duration::from_secs(10);
+
+/// Active checks of an upstream's replicas. Pools with equal settings
+/// share one health registry (and one check per replica).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    /// For the whole check: connect, request, response head and body.
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub path: String,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            rise: DEFAULT_HEALTH_RISE,
+            fall: DEFAULT_HEALTH_FALL,
+            path: DEFAULT_HEALTH_PATH.to_owned(),
+        }
+    }
+}
+
+/// Ejection after failed connections (nginx: `max_fails`, `fail_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveSettings {
+    pub failures: u32,
+    pub ejection: Duration,
+}
+
+impl Default for PassiveSettings {
+    fn default() -> Self {
+        PassiveSettings {
+            failures: DEFAULT_PASSIVE_FAILURES,
+            ejection: DEFAULT_PASSIVE_EJECTION,
+        }
+    }
+}
+
+/// One upstream's replicas and how they are chosen and watched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    /// Not empty once checked without issues; one scheme, distinct addresses.
+    pub urls: Vec<UpstreamUrl>,
+    pub policy: PolicySetting,
+    pub shared_secret: bool,
+    /// `None`: `health: off`.
+    pub health: Option<HealthSettings>,
+    /// `None`: `passive: off`.
+    pub passive: Option<PassiveSettings>,
 }

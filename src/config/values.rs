@@ -211,6 +211,15 @@ pub struct UpstreamUrl {
     pub tls: bool,
 }
 
+impl UpstreamUrl {
+    /// `scheme://authority/prefix`: the replica's name in logs, metrics,
+    /// messages and upload hints (`affinity::upstream_key` of this).
+    pub fn canonical(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.path_prefix)
+    }
+}
+
 impl FromStr for UpstreamUrl {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {

@@ -1,112 +1,72 @@
 //! The metrics listener: `/metrics`, `/healthz` and `/readyz`, nothing else.
 //! It runs as its own Pingora service on its own address, so registry
 //! listeners never serve it and registry auth never applies to it.
+//!
+//! Readiness is read from the pools of the configuration in force when
+//! `/readyz` is asked; their health service (`pool::HealthService`) does
+//! the checking, so a request here never waits on an upstream.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use pingora_prometheus::PrometheusHttpApp;
 
-use std::net::SocketAddr;
-use std::sync::Mutex;
-
-/// One upstream to probe.
-pub struct ProbeTarget {
-    pub name: String,
-    pub address: SocketAddr,
-    pub timeout: Duration,
+/// The state `/readyz` reports: per virtual registry, per upstream and per
+/// replica, whether it is up.
+#[derive(Debug, Default)]
+pub struct ReadyReport {
+    pub generation: u64,
+    /// A registry is up while its `/v2` upstream has a replica up.
+    pub registries: Vec<(String, bool)>,
+    pub upstreams: Vec<(String, bool)>,
+    /// By replica URL (a URL in several upstreams is listed once).
+    pub replicas: Vec<(String, bool)>,
 }
 
-/// What is configured now: the configuration generation and its upstreams.
-pub type ProbeTargets = Box<dyn Fn() -> (u64, Vec<ProbeTarget>) + Send + Sync>;
+impl ReadyReport {
+    /// Every virtual registry can serve.
+    pub fn ready(&self) -> bool {
+        !self.registries.is_empty() && self.registries.iter().all(|(_, up)| *up)
+    }
 
-/// Whether each upstream of the configuration in force answered the last
-/// TCP probe.
+    /// `{"ready":true,"generation":3,"registries":{"main":"up"},
+    /// "upstreams":{"registry":"up"},"replicas":{"http://10.0.0.5:5000":"up"}}`
+    pub fn to_json(&self) -> String {
+        let map = |items: &[(String, bool)]| {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|(name, up)| format!("{name:?}:{:?}", if *up { "up" } else { "down" }))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        };
+        format!(
+            "{{\"ready\":{},\"generation\":{},\"registries\":{},\"upstreams\":{},\"replicas\":{}}}\n",
+            self.ready(),
+            self.generation,
+            map(&self.registries),
+            map(&self.upstreams),
+            map(&self.replicas)
+        )
+    }
+}
+
+/// Builds the report from the configuration in force.
+pub type ReadySource = Box<dyn Fn() -> ReadyReport + Send + Sync>;
+
 pub struct Readiness {
-    targets: ProbeTargets,
-    /// Generation probed last, and each upstream's state.
-    state: Mutex<(u64, Vec<(String, bool)>)>,
-    interval: Duration,
+    source: ReadySource,
 }
 
 impl Readiness {
-    pub fn new(targets: ProbeTargets, interval: Duration) -> Arc<Readiness> {
-        Arc::new(Readiness {
-            targets,
-            state: Mutex::new((0, Vec::new())),
-            interval,
-        })
+    pub fn new(source: ReadySource) -> Arc<Readiness> {
+        Arc::new(Readiness { source })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, (u64, Vec<(String, bool)>)> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.state().1.iter().any(|(_, up)| *up)
-    }
-
-    fn report(&self) -> String {
-        // The generation in force now, even before the next probe.
-        let (generation, _) = (self.targets)();
-        let state = self.state();
-        let parts: Vec<String> = (state.1.iter())
-            .map(|(name, up)| format!("{name:?}:{:?}", if *up { "up" } else { "down" }))
-            .collect();
-        let ready = state.1.iter().any(|(_, up)| *up);
-        format!(
-            "{{\"ready\":{ready},\"generation\":{},\"upstreams\":{{{}}}}}\n",
-            generation,
-            parts.join(",")
-        )
-    }
-
-    async fn probe_all(&self) {
-        let (generation, targets) = (self.targets)();
-        let mut results = Vec::with_capacity(targets.len());
-        for t in &targets {
-            // A TCP connect says the upstream is there without adding
-            // requests to its logs.
-            let limit = t.timeout.min(Duration::from_secs(2));
-            let ok = matches!(
-                tokio::time::timeout(limit, tokio::net::TcpStream::connect(t.address)).await,
-                Ok(Ok(_))
-            );
-            results.push((t.name.clone(), ok));
-        }
-        let mut state = self.state();
-        for ((name, ok), t) in results.iter().zip(&targets) {
-            let was = state.1.iter().find(|(n, _)| n == name).map(|(_, up)| *up);
-            if was != Some(*ok) {
-                let what = if *ok { "reachable" } else { "unreachable" };
-                log::info!("upstream {name} ({}) is {what}", t.address);
-            }
-            super::set_upstream_up(name, *ok);
-        }
-        *state = (generation, results);
-    }
-}
-
-/// Probes upstreams in the background; `/readyz` only reads the result.
-pub struct ReadinessProbe(pub Arc<Readiness>);
-
-#[async_trait]
-impl BackgroundService for ReadinessProbe {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(self.0.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => self.0.probe_all().await,
-            }
-        }
+    pub fn report(&self) -> ReadyReport {
+        (self.source)()
     }
 }
 
@@ -135,11 +95,12 @@ impl ServeHttp for MetricsApp {
             "/metrics" => PrometheusHttpApp.response(session).await,
             "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
             "/readyz" => {
-                let status = match self.readiness.is_ready() {
+                let report = self.readiness.report();
+                let status = match report.ready() {
                     true => StatusCode::OK,
                     false => StatusCode::SERVICE_UNAVAILABLE,
                 };
-                text(status, self.readiness.report(), "application/json")
+                text(status, report.to_json(), "application/json")
             }
             _ => text(
                 StatusCode::NOT_FOUND,
@@ -147,5 +108,26 @@ impl ServeHttp for MetricsApp {
                 "text/plain",
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_every_registry_has_an_upstream_up() {
+        let mut r = ReadyReport {
+            generation: 2,
+            registries: vec![("main".into(), true), ("mirror".into(), false)],
+            upstreams: vec![("registry".into(), true), ("mirror".into(), false)],
+            replicas: vec![("http://127.0.0.1:5001".into(), true)],
+        };
+        assert!(!r.ready());
+        assert!(r.to_json().contains("\"mirror\":\"down\""), "{}", r.to_json());
+        r.registries[1].1 = true;
+        assert!(r.ready());
+        assert!(r.to_json().starts_with("{\"ready\":true,\"generation\":2,"));
+        assert!(!ReadyReport::default().ready(), "no registries: nothing to serve");
     }
 }

@@ -10,9 +10,16 @@ mod access;
 mod connections;
 pub mod endpoint;
 mod reloads;
+mod replicas;
 
 pub use connections::{client_header_timeout, connection_closed, connection_opened, connection_refused};
 pub use reloads::{config_loaded, config_reload};
+pub use replicas::{ReplicaMetrics, ReplicaSample, ReplicaSamples, Selection};
+
+/// Registers the per-replica gauges, read from `samples` at each scrape.
+pub fn init_pools(samples: ReplicaSamples) {
+    replicas::init(samples)
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -55,7 +62,6 @@ struct Families {
     upstream_connect_failures: IntCounterVec,
     upstream_timeouts: IntCounterVec,
     upstream_5xx: IntCounterVec,
-    upstream_up: IntGaugeVec,
     auth: IntCounterVec,
     auth_cache: IntCounterVec,
     reloads: IntCounterVec,
@@ -84,15 +90,6 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     )
     .expect("valid metric definition");
     register(duration.clone());
-    let upstream_up = IntGaugeVec::new(
-        Opts::new(
-            "registry_gateway_upstream_up",
-            "1 when the last background TCP probe of the upstream succeeded.",
-        ),
-        &["upstream"],
-    )
-    .expect("valid metric definition");
-    register(upstream_up.clone());
     let access_log_dropped = IntCounter::new(
         "registry_gateway_access_log_dropped_total",
         "Access log lines dropped because the log output could not keep up.",
@@ -125,7 +122,7 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
         ),
         upstream_connect_failures: counter_vec(
             "registry_gateway_upstream_connect_failures_total",
-            "Connections to the upstream that failed or timed out.",
+            "Connections to any replica of the upstream that failed or timed out (each attempt, retried ones included).",
             &["upstream"],
         ),
         upstream_timeouts: counter_vec(
@@ -138,7 +135,6 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
             "5xx responses received from the upstream.",
             &["upstream"],
         ),
-        upstream_up,
         auth: counter_vec(
             "registry_gateway_auth_total",
             "Basic auth checks by outcome: success, failure (wrong or unknown credentials), missing, throttled.",
@@ -262,11 +258,6 @@ pub struct UpstreamMetrics {
     connect_failures: OnceLock<IntCounter>,
     timeouts: OnceLock<IntCounter>,
     responses_5xx: OnceLock<IntCounter>,
-}
-
-/// Result of the background probe of an upstream (not on the request path).
-pub fn set_upstream_up(name: &str, up: bool) {
-    FAMILIES.upstream_up.with_label_values(&[name]).set(up as i64);
 }
 
 /// How an exchange with an upstream went wrong.

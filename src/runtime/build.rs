@@ -38,7 +38,11 @@ pub(super) fn build(settings: Settings, issues: Vec<ConfigIssue>) -> Result<Snap
         .map(|(i, l)| b.listener(i, l))
         .collect();
     for (name, u) in &settings.file.upstreams {
-        match Upstream::new(name, u, &settings.timeouts, &settings.dir) {
+        // An upstream without URLs was reported by `config`.
+        let Some(pool) = settings.pools.get(name).filter(|p| !p.urls.is_empty()) else {
+            continue;
+        };
+        match Upstream::new(name, u, pool, &settings.timeouts, &settings.dir) {
             Ok(up) => {
                 b.upstreams.insert(name.clone(), Arc::new(up));
             }
@@ -240,7 +244,7 @@ impl Builder<'_> {
         };
         let mut upload_upstreams: Vec<Arc<Upstream>> = Vec::new();
         for t in [&routes.v2] {
-            if !upload_upstreams.iter().any(|u| u.upload_key == t.upstream.upload_key) {
+            if !upload_upstreams.iter().any(|u| u.pool.key() == t.upstream.pool.key()) {
                 upload_upstreams.push(t.upstream.clone());
             }
         }

@@ -21,6 +21,9 @@ use crate::config::{
     self, AccessLogSettings, AuthLimits, ConfigError, HeadLimits, MetricsSettings, ServerSettings, Timeouts,
 };
 use crate::listeners::{Listener, RedirectTable};
+use crate::metrics::ReplicaSample;
+use crate::metrics::endpoint::ReadyReport;
+use crate::pool::HealthGroup;
 use crate::reload::Reloadable;
 use crate::upstream::Upstream;
 use crate::vhost::{HostRouter, VirtualRegistry, Why};
@@ -65,6 +68,47 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
+    /// The check groups of the pools in force, each once.
+    pub fn health_groups(&self) -> Vec<Arc<HealthGroup>> {
+        let mut out: Vec<Arc<HealthGroup>> = Vec::new();
+        for g in self.upstreams.iter().filter_map(|u| u.pool.health_group()) {
+            if !out.iter().any(|o| Arc::ptr_eq(o, g)) {
+                out.push(g.clone());
+            }
+        }
+        out
+    }
+
+    /// `/readyz`: every registry's `/v2` upstream has a replica up.
+    pub fn ready_report(&self) -> ReadyReport {
+        let registries = (self.registries.iter())
+            .map(|r| (r.name.clone(), r.routes.v2.upstream.pool.any_up()))
+            .collect();
+        let upstreams = self
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), u.pool.any_up()))
+            .collect();
+        let mut replicas: Vec<(String, bool)> = Vec::new();
+        for u in &self.upstreams {
+            for (i, r) in u.pool.replicas().iter().enumerate() {
+                if !replicas.iter().any(|(url, _)| *url == r.url) {
+                    replicas.push((r.url.clone(), u.pool.is_up(i)));
+                }
+            }
+        }
+        ReadyReport {
+            generation: self.generation,
+            registries,
+            upstreams,
+            replicas,
+        }
+    }
+
+    pub fn replica_samples(&self) -> Vec<ReplicaSample> {
+        self.upstreams.iter().flat_map(|u| u.pool.samples()).collect()
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let (settings, issues) = config::read(path)?;
         build::build(settings, issues)

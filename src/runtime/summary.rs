@@ -45,14 +45,29 @@ pub fn summary(c: &Snapshot) -> String {
     }
     let _ = writeln!(out, "upstreams:");
     for u in &c.upstreams {
-        let _ = writeln!(
-            out,
-            "  {} {} ({}), Host header: {:?}",
-            u.name,
-            u.url(),
-            u.address,
-            u.host_header
-        );
+        let replicas = u.pool.replicas();
+        if let [r] = replicas {
+            // One replica: the line as before pools.
+            let _ = writeln!(
+                out,
+                "  {} {} ({}), Host header: {:?}",
+                u.name, r.url, r.address, u.host_header
+            );
+        } else {
+            let shared = if u.pool.shared_secret() { ", shared secret" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {} ({} replicas, {}{shared}), Host header: {:?}",
+                u.name,
+                replicas.len(),
+                u.pool.policy().as_str(),
+                u.host_header
+            );
+            for r in replicas {
+                let _ = writeln!(out, "    {} ({})", r.url, r.address);
+            }
+        }
+        let _ = writeln!(out, "    {}", u.pool.describe_watch());
     }
     let _ = writeln!(out, "registries:");
     for (i, r) in c.registries.iter().enumerate() {

@@ -30,7 +30,7 @@ fn minimal_config_compiles_with_defaults() {
     assert_eq!(c.listeners[0].address, "127.0.0.1:5000".parse().unwrap());
     assert_eq!(c.server.grace_period, DEFAULT_GRACE_PERIOD);
     let r = &c.registries[0];
-    assert_eq!(r.routes.v2.upstream.authority, "127.0.0.1:15000");
+    assert_eq!(r.routes.v2.upstream.pool.replica(0).authority, "127.0.0.1:15000");
     assert!(r.routes.v1.is_none());
     assert_eq!(c.timeouts, Timeouts::default());
     assert_eq!(c.server.upstream_keepalive, DEFAULT_UPSTREAM_KEEPALIVE);

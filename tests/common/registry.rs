@@ -19,7 +19,12 @@ pub struct Registry {
     dir: TempDir,
     addr: SocketAddr,
     log_path: PathBuf,
+    storage: PathBuf,
 }
+
+/// The user agent of the gateway's active health checks: their lines are
+/// left out of [`Registry::access_log`].
+pub const HEALTH_CHECK_AGENT: &str = "registry-gateway-health/";
 
 impl Registry {
     /// Starts a registry on a free loopback port and waits until `GET /v2/`
@@ -80,40 +85,84 @@ impl Registry {
     /// Spawns a registry without waiting for it; `http_extra` is appended
     /// under `http:` (indented two spaces), e.g. a `tls:` block.
     pub fn spawn(port: u16, http_extra: &str) -> Registry {
+        Registry::spawn_with(port, http_extra, None, "integration-test-secret")
+    }
+
+    /// A replica of a registry pool: on a free port, with its storage in
+    /// `storage` (shared with other replicas) and `secret` as its
+    /// `http.secret` (which signs upload state).
+    pub fn start_replica(storage: &std::path::Path, secret: &str) -> Registry {
+        for _ in 0..5 {
+            let mut registry = Registry::spawn_with(free_port(), "", Some(storage), secret);
+            if registry.wait_ready(|r| matches!(Request::get("/v2/").try_send(r.addr), Ok(r) if r.status == 200)) {
+                return registry;
+            }
+        }
+        panic!("docker-registry: 5 free ports in a row were taken before it could listen");
+    }
+
+    /// `storage`: `None` for its own directory.
+    fn spawn_with(port: u16, http_extra: &str, storage: Option<&std::path::Path>, secret: &str) -> Registry {
         require_tool(REGISTRY_BIN, "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("registry-")
             .tempdir()
             .expect("temp dir");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let storage = dir.path().join("storage");
+        let storage = storage.map_or_else(|| dir.path().join("storage"), |s| s.to_owned());
         fs::create_dir_all(&storage).unwrap();
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: {addr}\n  secret: integration-test-secret\n{http_extra}",
+             http:\n  addr: {addr}\n  secret: {secret}\n{http_extra}",
             storage = storage.display(),
         );
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).unwrap();
         let log_path = dir.path().join("registry.log");
-        let log = File::create(&log_path).unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"));
+        File::create(&log_path).unwrap();
+        let child = run_registry(&config_path, &log_path);
         Registry {
             child,
             dir,
             addr,
             log_path,
+            storage,
         }
+    }
+
+    /// SIGKILL: the replica dies as a crashed host would (its storage and
+    /// log stay for [`Registry::restart`]).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, storage and secret; waits until it
+    /// serves.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = run_registry(&self.dir.path().join("config.yml"), &self.log_path);
+        let ready = self.wait_ready(|r| matches!(Request::get("/v2/").try_send(r.addr), Ok(r) if r.status == 200));
+        assert!(
+            ready,
+            "docker-registry: port {} was taken while it was down",
+            self.addr.port()
+        );
+    }
+
+    /// Access-log lines of requests whose line contains `needle`.
+    pub fn served(&self, needle: &str) -> usize {
+        self.access_log().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The gateway's health checks this registry answered.
+    pub fn health_checks(&self) -> usize {
+        self.all_access_lines()
+            .filter(|l| l.contains(HEALTH_CHECK_AGENT))
+            .count()
     }
 
     /// Panics with the log if the registry process has exited.
@@ -137,13 +186,21 @@ impl Registry {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// The access-log lines (`127.0.0.1 - - [...] "GET /v2/ HTTP/1.1" 200 ...`).
+    /// The access-log lines (`127.0.0.1 - - [...] "GET /v2/ HTTP/1.1" 200 ...`)
+    /// of requests, leaving out the gateway's health checks.
     pub fn access_log(&self) -> Vec<String> {
-        self.log()
-            .lines()
+        (self.all_access_lines())
+            .filter(|l| !l.contains(HEALTH_CHECK_AGENT))
+            .collect()
+    }
+
+    fn all_access_lines(&self) -> impl Iterator<Item = String> {
+        let log = self.log();
+        let lines: Vec<String> = (log.lines())
             .filter(|l| l.contains(" - - [") && l.contains("HTTP/1."))
             .map(str::to_string)
-            .collect()
+            .collect();
+        lines.into_iter()
     }
 
     /// Waits until the log contains `needle`.
@@ -153,7 +210,7 @@ impl Registry {
 
     /// Root of the filesystem storage driver.
     pub fn storage_dir(&self) -> PathBuf {
-        self.dir.path().join("storage")
+        self.storage.clone()
     }
 
     /// Where the registry keeps the content of a blob (`sha256:<hex>`).
@@ -206,4 +263,17 @@ pub fn upload_blob(addr: SocketAddr, repo: &str, data: &[u8]) -> (String, super:
         .body(data.to_vec())
         .send(addr);
     (digest, rsp)
+}
+
+/// `docker-registry serve CONFIG`, appending to `log_path`.
+fn run_registry(config_path: &std::path::Path, log_path: &std::path::Path) -> Child {
+    let log = fs::OpenOptions::new().append(true).open(log_path).unwrap();
+    Command::new(REGISTRY_BIN)
+        .arg("serve")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"))
 }

@@ -99,8 +99,15 @@ impl RecordingUpstream {
         format!("http://{}", self.addr)
     }
 
+    /// What reached it, leaving out the gateway's health checks.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.requests.lock().unwrap().clone()
+        let all = self.shared.requests.lock().unwrap().clone();
+        all.into_iter()
+            .filter(|r| {
+                !r.header("user-agent")
+                    .is_some_and(|a| a.starts_with(super::registry::HEALTH_CHECK_AGENT))
+            })
+            .collect()
     }
 
     /// The recorded request whose target contains `needle`; panics when none
