@@ -65,7 +65,9 @@ pub async fn read_head(stream: Stream, budget: Budget) -> Prefetch {
         Ok(Ok(_)) => {}
     }
     let mut complete = head_ended(&buf, 0);
-    if !complete {
+    // Not HTTP (a TLS ClientHello from a client trying https first):
+    // Pingora refuses it now rather than after the head timeout.
+    if !complete && could_start_a_request(&buf) {
         let rest = async {
             while buf.len() < MAX_PREFETCH {
                 if buf.len() == buf.capacity() {
@@ -88,6 +90,19 @@ pub async fn read_head(stream: Stream, budget: Budget) -> Prefetch {
     }
     tcp.rewind(&buf);
     Prefetch::Ready { stream: tcp, complete }
+}
+
+/// Whether `buf` can be the start of an HTTP/1 request: optional blank
+/// lines, then a method token up to the first space.
+fn could_start_a_request(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(buf.len());
+    let method = buf[start..].split(|&b| b == b' ').next().unwrap_or_default();
+    method
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A blank line (`\r\n\r\n` or `\n\n`) at or after `from`.
@@ -201,6 +216,22 @@ mod tests {
         assert!(!carries_pipelined_bytes(&settings));
         settings.set_pipelined_prefix(bytes::BytesMut::from(&b"GET"[..]));
         assert!(carries_pipelined_bytes(&settings));
+    }
+
+    #[tokio::test]
+    async fn bytes_that_cannot_start_a_request_are_handed_over_at_once() {
+        let (mut client, server) = pair().await;
+        let reading = tokio::spawn(read_head(server, Budget::Whole(Duration::from_secs(30))));
+        // The first bytes of a TLS ClientHello.
+        client.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+        let done = tokio::time::timeout(SECOND, reading).await;
+        assert!(
+            matches!(done, Ok(Ok(Prefetch::Ready { complete: false, .. }))),
+            "a TLS hello waited for the head timeout"
+        );
+        assert!(could_start_a_request(b"\r\nGET /v2/ HT"));
+        assert!(could_start_a_request(b"PATC"));
+        assert!(!could_start_a_request(b"GET\x00 /"));
     }
 
     #[test]

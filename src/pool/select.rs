@@ -96,11 +96,19 @@ impl Selector {
             Selector::ConsistentHash { next, .. } => {
                 rotation(next, replicas.len()).find(|&i| acceptable(i) && self.healthy(&replicas[i].backend))
             }
-            // The first of the least loaded, from a rotating start: equal
-            // loads (an idle pool) still take turns.
-            Selector::LeastRequests { next, .. } => rotation(next, replicas.len())
-                .filter(|&i| acceptable(i) && self.healthy(&replicas[i].backend))
-                .min_by_key(|&i| replicas[i].state.in_flight()),
+            Selector::LeastRequests { next, .. } => {
+                let usable = |i: &usize| acceptable(*i) && self.healthy(&replicas[*i].backend);
+                let load = |i: usize| replicas[i].state.in_flight();
+                let least = (0..replicas.len()).filter(usable).map(load).min()?;
+                // Equal loads (an idle pool) take turns: the k-th of the
+                // least loaded, k counting up per request.
+                let tied = (0..replicas.len()).filter(usable).filter(|&i| load(i) == least);
+                // Loads move meanwhile: the count may be 0, the k-th gone.
+                let k = next.fetch_add(1, Ordering::Relaxed) % tied.clone().count().max(1);
+                tied.clone()
+                    .nth(k)
+                    .or_else(|| (0..replicas.len()).filter(usable).min_by_key(|&i| load(i)))
+            }
         }
     }
 }
