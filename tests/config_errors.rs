@@ -372,3 +372,89 @@ fn access_rule_errors_name_key_value_and_line() {
         &["access.rules[0]", "puhs"],
     );
 }
+
+#[test]
+fn pool_errors_name_key_value_and_line() {
+    // Line 9 of VALID is `    url: ...`; a `urls` list replaces it.
+    let pool = |block: &str| valid_with("    url: \"http://127.0.0.1:15000\"\n", block);
+    assert_check_fails(
+        &pool("    urls:\n      - \"http://127.0.0.1:15000\"\n      - \"https://127.0.0.1:15001\"\n"),
+        &[
+            "upstreams.registry.urls[1]",
+            "https://127.0.0.1:15001",
+            "one scheme",
+            "line 11",
+        ],
+    );
+    assert_check_fails(
+        &pool("    urls: [\"http://127.0.0.1:15000\", \"http://localhost:15001\", \"HTTP://127.0.0.1:15000/\"]\n"),
+        &["upstreams.registry.urls[2]", "is also urls[0]"],
+    );
+    assert_check_fails(
+        &pool("    url: \"http://127.0.0.1:15000\"\n    urls: [\"http://127.0.0.1:15001\"]\n"),
+        &["upstreams.registry.urls", "`url` and `urls` together", "line 10"],
+    );
+    assert_check_fails(
+        &pool("    policy: round_robin\n"),
+        &["upstreams.registry", "needs `url`"],
+    );
+    assert_check_fails(
+        &pool("    urls: [\"http://127.0.0.1:15000\", \"http://127.0.0.1:nope\"]\n"),
+        &["upstreams.registry.urls[1]", "127.0.0.1:nope"],
+    );
+    assert_check_fails(
+        &pool("    url: \"http://127.0.0.1:15000\"\n    policy: fastest\n"),
+        &["upstreams.registry.policy", "fastest", "least_requests"],
+    );
+    let watched = |block: &str| pool(&format!("    url: \"http://127.0.0.1:15000\"\n{block}"));
+    assert_check_fails(
+        &watched("    health: { interval: 1s, timeout: 5s }\n"),
+        &["upstreams.registry.health.timeout", "longer than `interval`", "line 10"],
+    );
+    assert_check_fails(
+        &watched("    health: { rise: 0 }\n"),
+        &["upstreams.registry.health.rise", "at least 1"],
+    );
+    assert_check_fails(
+        &watched("    health: { path: v2 }\n"),
+        &["upstreams.registry.health.path", "`v2`"],
+    );
+    assert_check_fails(
+        &watched("    health: on\n"),
+        &["upstreams.registry.health", "`off` or a health block"],
+    );
+    assert_check_fails(
+        &watched("    passive: { ejection: 0s }\n"),
+        &["upstreams.registry.passive.ejection", "greater than zero"],
+    );
+}
+
+#[test]
+fn check_and_route_describe_a_pool() {
+    let yaml = valid_with(
+        "    url: \"http://127.0.0.1:15000\"\n",
+        "    urls: [\"http://127.0.0.1:15000\", \"http://localhost:15001\"]\n    policy: least_requests\n\
+         \x20   health: off\n",
+    );
+    let file = write_config(&yaml);
+    let out = run_check(&file.path);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("registry (2 replicas, least_requests)"), "{stdout}");
+    assert!(stdout.contains("http://localhost:15001 (127.0.0.1:15001)"), "{stdout}");
+    assert!(
+        stdout.contains("health: off; passive: skip 10s after 1 failed connection(s)"),
+        "{stdout}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_registry-gateway"))
+        .arg("--config")
+        .arg(&file.path)
+        .args(["route", "127.0.0.1:5000", "/v2/team/app/manifests/v1"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("upstream: registry (http://127.0.0.1:15000, http://localhost:15001 (least_requests))"),
+        "{stdout}\n{stderr}"
+    );
+}

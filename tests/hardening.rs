@@ -484,3 +484,21 @@ fn pipelined_requests_are_all_answered_in_order() {
         .collect();
     assert_eq!(statuses, [200, 200, 200, 404]);
 }
+
+#[test]
+fn a_tls_hello_on_a_plain_listener_is_refused_at_once_not_at_the_head_timeout() {
+    // skopeo, podman and docker try https first on an insecure registry.
+    let registry = Registry::start();
+    let gateway = Gateway::start(&GatewayConfig::for_upstream(&registry).timeout("client_header", "60s"));
+    let mut conn = Conn::open(gateway.addr());
+    // A TLS 1.2 ClientHello's record header and the start of its body.
+    conn.send(&[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03]);
+    conn.set_read_timeout(std::time::Duration::from_secs(10));
+    let answer = conn.read_to_end();
+    assert!(
+        answer.is_ok(),
+        "the connection was still open 10 s later (client_header is 60 s): {answer:?}"
+    );
+    let text = scrape(gateway.metrics_addr());
+    assert_eq!(sample(&text, "registry_gateway_client_header_timeouts_total", &[]), 0.0);
+}

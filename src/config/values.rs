@@ -261,6 +261,13 @@ impl FromStr for UpstreamUrl {
         if host.is_empty() {
             return Err(format!("invalid upstream URL `{text}`: missing host"));
         }
+        // `Authority` takes any text after the colon; `port_u16` then says
+        // "no port", which would silently mean 80.
+        if let Some(p) = authority.get(uri.host().len()..).and_then(|r| r.strip_prefix(':'))
+            && !matches!(p.parse::<u16>(), Ok(1..))
+        {
+            return Err(format!("invalid upstream URL `{text}`: bad port `{p}`"));
+        }
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let address = (host, port)
             .to_socket_addrs()
@@ -351,6 +358,10 @@ mod tests {
             "http://h:1/x?y=1",
             "http://h:1?x=1",
             "http://u@h:1",
+            "http://127.0.0.1:nope",
+            "http://127.0.0.1:",
+            "http://127.0.0.1:0",
+            "http://[::1]:x",
         ] {
             assert!(bad.parse::<UpstreamUrl>().is_err(), "{bad} accepted");
         }

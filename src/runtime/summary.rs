@@ -128,11 +128,7 @@ pub fn summary(c: &Snapshot) -> String {
     );
     match &c.metrics {
         Some(m) => {
-            let _ = writeln!(
-                out,
-                "metrics: http://{}/metrics, /healthz, /readyz (upstreams probed every {:?})",
-                m.address, m.probe_interval
-            );
+            let _ = writeln!(out, "metrics: http://{}/metrics, /healthz, /readyz", m.address);
         }
         None => {
             let _ = writeln!(out, "metrics: off");
