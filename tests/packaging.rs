@@ -1,10 +1,19 @@
-//! The shipped systemd unit, checked by systemd's own tools: it parses, its
-//! commands exist, it runs as an unprivileged user that may bind 443, and
-//! its sandboxing scores well. (It is not started here: CI has no running
-//! systemd.)
+//! What ships beside the binary:
+//!
+//! * the systemd unit, checked by systemd's own tools: it parses, its
+//!   commands exist, it runs as an unprivileged user that may bind 443, and
+//!   its sandboxing scores well (it is not started here: CI has no running
+//!   systemd);
+//! * `deploy/kubernetes/`, checked against the Kubernetes API schemas, for
+//!   the references between its objects, and with its gateway.yaml passing
+//!   `registry-gateway check`.
 
 mod common;
+#[path = "packaging/kubernetes.rs"]
+mod kubernetes;
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -109,5 +118,97 @@ fn the_units_config_check_runs_as_its_exec_start_pre() {
         "`registry-gateway {}` failed: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `scripts/install-deps.sh test` installs it into a venv of the checkout.
+const KUBERNETES_VALIDATE: &str = ".run/venv/bin/kubernetes-validate";
+/// The oldest API the manifests need (a `preStop` `sleep` action).
+const KUBERNETES_VERSION: &str = "1.30.0";
+
+/// The kubernetes-validate that install-deps.sh pins, or a failure that
+/// says how to install it.
+fn kubernetes_validate() -> &'static str {
+    let script = std::fs::read_to_string("scripts/install-deps.sh").unwrap();
+    let pin = script
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBERNETES_VALIDATE="))
+        .expect("install-deps.sh pins KUBERNETES_VALIDATE=");
+    let install = format!(
+        "scripts/install-deps.sh test (it runs: python3 -m venv .run/venv && \
+         .run/venv/bin/pip install kubernetes-validate=={pin})"
+    );
+    if !Path::new(KUBERNETES_VALIDATE).exists() {
+        panic!("missing {KUBERNETES_VALIDATE}: install it with: {install}");
+    }
+    let out = Command::new(KUBERNETES_VALIDATE).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        version, pin,
+        "{KUBERNETES_VALIDATE} is {version}, not {pin}: update it with: {install}"
+    );
+    KUBERNETES_VALIDATE
+}
+
+#[test]
+fn kubernetes_manifests_validate() {
+    let tool = kubernetes_validate();
+    let manifests = kubernetes::Manifests::load();
+    let out = Command::new(tool)
+        .args(["--strict", "-k", KUBERNETES_VERSION])
+        .args(kubernetes::files())
+        .output()
+        .expect("run kubernetes-validate");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "kubernetes-validate --strict -k {KUBERNETES_VERSION} failed:\n{report}"
+    );
+    let passed = report.lines().filter(|l| l.contains(" passed for resource ")).count();
+    assert_eq!(
+        passed,
+        manifests.objects.len(),
+        "not every object was validated:\n{report}"
+    );
+
+    let mut problems = Vec::new();
+    manifests.check_namespaces(&mut problems);
+    manifests.check_probes(&mut problems);
+    manifests.check_gateway_endpoints(&mut problems);
+    manifests.check_gateway_files(&mut problems);
+    manifests.check_selectors(&mut problems);
+    manifests.check_replicas(&mut problems);
+    assert!(problems.is_empty(), "{}:\n  {}", kubernetes::DIR, problems.join("\n  "));
+
+    // The ConfigMap's gateway.yaml, with cluster addresses on loopback and
+    // the Secret's files made here, passes `registry-gateway check`.
+    let gateway = manifests.gateway();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::tls::DevCerts::generate(&["registry.example.com"]);
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        htpasswd_line("B", &["-C", "4"], "alice", "wonderland") + "\n",
+    )
+    .unwrap();
+    let files = BTreeMap::from([
+        ("tls.crt".to_string(), certs.cert()),
+        ("tls.key".to_string(), certs.key()),
+        ("htpasswd".to_string(), htpasswd),
+    ]);
+    let config = kubernetes::localize(&gateway.config, &files, &mut free_port);
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let out = run_check(&path);
+    assert!(
+        out.status.success(),
+        "`registry-gateway check` rejects the ConfigMap's gateway.yaml (as localized below):\n{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&path).unwrap()
     );
 }
