@@ -25,8 +25,9 @@ case "$mode" in
       htpasswd:apache2-utils openssl:openssl
       /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests
       /usr/bin/systemd-analyze:systemd /bin/kill:procps
-      # tests/packaging.rs: kubernetes-validate's venv.
-      ensurepip:python3-venv)
+      # tests/packaging.rs: kubernetes-validate's venv, and the container
+      # image built without a daemon on a base made by debootstrap.
+      ensurepip:python3-venv buildah:buildah /usr/sbin/debootstrap:debootstrap)
     ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo

@@ -6,17 +6,25 @@
 //!   systemd);
 //! * `deploy/kubernetes/`, checked against the Kubernetes API schemas, for
 //!   the references between its objects, and with its gateway.yaml passing
-//!   `registry-gateway check`.
+//!   `registry-gateway check`;
+//! * `Containerfile`, built into an image that runs the binary under test
+//!   as uid 65532, without a daemon or an image registry.
 
 mod common;
+#[path = "packaging/container.rs"]
+mod container;
 #[path = "packaging/kubernetes.rs"]
 mod kubernetes;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
+use container::{BASE_IMAGE, Buildah, Running, not_built_here};
 
 const UNIT: &str = "packaging/registry-gateway.service";
 const SYSUSERS: &str = "packaging/registry-gateway.sysusers";
@@ -211,4 +219,182 @@ fn kubernetes_manifests_validate() {
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(&path).unwrap()
     );
+}
+
+/// `target/`, where the base image's root filesystem is cached.
+fn target_dir() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_registry-gateway"));
+    bin.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/registry-gateway")
+        .to_path_buf()
+}
+
+#[test]
+fn container_image_builds_and_runs_offline() {
+    require_tool(container::BUILDAH, "buildah");
+    require_tool(container::DEBOOTSTRAP, "debootstrap");
+    let started = Instant::now();
+    let rootfs = match container::base_rootfs(&target_dir().join("container-base")) {
+        Ok(rootfs) => rootfs,
+        Err(why) => return not_built_here(&why),
+    };
+    let buildah = Buildah::new();
+    // The machine can build and run an image at all: past this point every
+    // failure is the recipe's.
+    let probe = buildah
+        .import_base(&rootfs)
+        .and_then(|()| buildah.from(BASE_IMAGE))
+        .and_then(|c| container::run(buildah.run_in(&c, &[], &["/bin/true"])));
+    if let Err(why) = probe {
+        return not_built_here(&why);
+    }
+    let base_ready = started.elapsed();
+
+    // `.dockerignore` lets through what the `build` and `prebuilt` stages
+    // copy, and keeps out build output, git and local state.
+    let checkout = buildah.dir().join("checkout");
+    let sent = [
+        ".dockerignore",
+        "Cargo.lock",
+        "Cargo.toml",
+        "benches/hot_path.rs",
+        "src/main.rs",
+        "target/release/registry-gateway",
+    ];
+    let kept_out = [
+        ".git/HEAD",
+        ".run/venv/bin/python3",
+        "certs/dev/ca.key",
+        "fuzz/target/debug/fuzz_config",
+        "target/container-base/rootfs.tar",
+        "target/debug/registry-gateway",
+        "target/release/deps/libregistry_gateway.rlib",
+    ];
+    for file in sent.iter().chain(&kept_out) {
+        let path = checkout.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, file).unwrap();
+    }
+    std::fs::copy(".dockerignore", checkout.join(".dockerignore")).unwrap();
+    let context = buildah.context_as_sent(&checkout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(context, sent, "the build context past .dockerignore");
+
+    // The context a `docker build .` of a checkout after `cargo build
+    // --release` would send, less the sources the skipped stage needs.
+    let context = buildah.dir().join("context");
+    std::fs::create_dir_all(context.join("target/release")).unwrap();
+    for file in ["Containerfile", ".dockerignore"] {
+        std::fs::copy(file, context.join(file)).unwrap();
+    }
+    let binary = context.join("target/release/registry-gateway");
+    std::fs::copy(GATEWAY_BIN.path(), &binary).unwrap();
+    let binary_size = std::fs::metadata(&binary).unwrap().len();
+    const IMAGE: &str = "localhost/registry-gateway:test";
+    let build_args = [&format!("RUNTIME_IMAGE={BASE_IMAGE}") as &str, "BINARY_FROM=prebuilt"];
+    let log = buildah
+        .build(&context.join("Containerfile"), &context, IMAGE, &build_args)
+        .unwrap_or_else(|e| panic!("the Containerfile does not build offline: {e}"));
+    assert!(
+        !log.contains(" AS build") && !log.contains("rust:"),
+        "the unused build stage was processed:\n{log}"
+    );
+    let built = started.elapsed();
+
+    let image = buildah.inspect_image(IMAGE);
+    let config = &image["OCIv1"]["config"];
+    assert_eq!(config["User"], "65532:65532", "{config:#}");
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/registry-gateway"]),
+        "{config:#}"
+    );
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["--config", "/etc/registry-gateway/gateway.yaml"]),
+        "{config:#}"
+    );
+    let ports: Vec<&str> = config["ExposedPorts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(ports, ["5000/tcp", "5443/tcp", "9145/tcp"], "{config:#}");
+    // On the base's layers, one layer with the binary and nothing else.
+    let base = container::layer_sizes(&buildah.inspect_image(BASE_IMAGE));
+    let layers = container::layer_sizes(&image);
+    assert_eq!(
+        layers[..layers.len() - 1],
+        base[..],
+        "the image is not the base plus one layer"
+    );
+    let added = layers[layers.len() - 1];
+    assert!(
+        (binary_size..binary_size + 64 * 1024).contains(&added),
+        "the runtime stage adds {added} bytes for a {binary_size}-byte binary"
+    );
+
+    // Run as the image says: its user, its entrypoint and command.
+    let c = buildah.from(IMAGE).unwrap_or_else(|e| panic!("{e}"));
+    let version = container::run(buildah.run_in(&c, &[], &["/usr/local/bin/registry-gateway", "--version"]));
+    let expected = Command::new(GATEWAY_BIN).arg("--version").output().unwrap().stdout;
+    assert_eq!(
+        version.unwrap_or_else(|e| panic!("{e}")),
+        String::from_utf8_lossy(&expected)
+    );
+    let uid = container::run(buildah.run_in(&c, &[], &["id", "-u"])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(uid.trim(), "65532");
+
+    let etc = buildah.dir().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let metrics = free_addr();
+    std::fs::write(
+        etc.join("gateway.yaml"),
+        format!(
+            "listeners: [ {{ address: \"{}\" }} ]\n\
+             upstreams: {{ registry: {{ url: \"http://{}\" }} }}\n\
+             registries: [ {{ name: main, default: true, upstream: registry }} ]\n\
+             metrics: {{ address: \"{metrics}\" }}\n",
+            free_addr(),
+            free_addr()
+        ),
+    )
+    .unwrap();
+    // Readable by uid 65532 through the bind mount.
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let argv: Vec<&str> = [&config["Entrypoint"], &config["Cmd"]]
+        .iter()
+        .flat_map(|v| v.as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let log_path = buildah.dir().join("gateway.log");
+    let mut cmd = buildah.run_in(&c, &[format!("{}:/etc/registry-gateway:ro", etc.display())], &argv);
+    let log = std::fs::File::create(&log_path).unwrap();
+    cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+    let running = Running(cmd.spawn().expect("spawn buildah run"));
+    let healthy = wait_until(Duration::from_secs(30), || {
+        Request::get("/healthz")
+            .try_send(metrics)
+            .is_ok_and(|r| r.status == 200)
+    });
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        healthy,
+        "the image's entrypoint and command serve no /healthz on {metrics}:\n{}",
+        log()
+    );
+    drop(running);
+    let gone = wait_until(Duration::from_secs(10), || TcpStream::connect(metrics).is_err());
+    assert!(gone, "the gateway in the container outlived buildah run:\n{}", log());
+    container::report(&format!(
+        "container image built here: {} MB ({} MB base + {} MB binary); base ready after {:.1?}, \
+         image built after {:.1?}, ran after {:.1?}",
+        layers.iter().sum::<u64>() / 1_000_000,
+        base.iter().sum::<u64>() / 1_000_000,
+        added / 1_000_000,
+        base_ready,
+        built,
+        started.elapsed()
+    ));
 }
