@@ -300,6 +300,30 @@ fn container_image_builds_and_runs_offline() {
         "the unused build stage was processed:\n{log}"
     );
     let built = started.elapsed();
+    // Without BINARY_FROM, the `build` stage makes the binary: given a
+    // RUST_IMAGE that does not exist, the build fails on that image, not
+    // on an image called `build` (as buildah 1.28 does when the stage is
+    // named by an ARG's default).
+    let runtime = format!("RUNTIME_IMAGE={BASE_IMAGE}");
+    let out = buildah
+        .build_command(
+            &context.join("Containerfile"),
+            &context,
+            "localhost/registry-gateway:default",
+            &["RUST_IMAGE=localhost/no-such-rust-image", &runtime],
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && said.contains("no-such-rust-image"),
+        "the default build does not use the `build` stage:\n{said}"
+    );
 
     let image = buildah.inspect_image(IMAGE);
     let config = &image["OCIv1"]["config"];

@@ -138,6 +138,16 @@ impl Buildah {
     }
 
     /// `buildah bud` of `containerfile` in `context`, tagged `tag`.
+    pub fn build_command(&self, containerfile: &Path, context: &Path, tag: &str, build_args: &[&str]) -> Command {
+        let mut cmd = self.cmd();
+        cmd.args(["bud", "--isolation", "chroot", "-t", tag]);
+        for a in build_args {
+            cmd.args(["--build-arg", a]);
+        }
+        cmd.arg("-f").arg(containerfile).arg(context);
+        cmd
+    }
+
     pub fn build(
         &self,
         containerfile: &Path,
@@ -145,13 +155,7 @@ impl Buildah {
         tag: &str,
         build_args: &[&str],
     ) -> Result<String, String> {
-        let mut cmd = self.cmd();
-        cmd.args(["bud", "--isolation", "chroot", "-t", tag]);
-        for a in build_args {
-            cmd.args(["--build-arg", a]);
-        }
-        cmd.arg("-f").arg(containerfile).arg(context);
-        run(cmd)
+        run(self.build_command(containerfile, context, tag, build_args))
     }
 
     /// The base image from the rootfs tarball (`FROM scratch`, `ADD`).
