@@ -253,32 +253,9 @@ fn container_image_builds_and_runs_offline() {
 
     // `.dockerignore` lets through what the `build` and `prebuilt` stages
     // copy, and keeps out build output, git and local state.
-    let checkout = buildah.dir().join("checkout");
-    let sent = [
-        ".dockerignore",
-        "Cargo.lock",
-        "Cargo.toml",
-        "benches/hot_path.rs",
-        "src/main.rs",
-        "target/release/registry-gateway",
-    ];
-    let kept_out = [
-        ".git/HEAD",
-        ".run/venv/bin/python3",
-        "certs/dev/ca.key",
-        "fuzz/target/debug/fuzz_config",
-        "target/container-base/rootfs.tar",
-        "target/debug/registry-gateway",
-        "target/release/deps/libregistry_gateway.rlib",
-    ];
-    for file in sent.iter().chain(&kept_out) {
-        let path = checkout.join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, file).unwrap();
-    }
-    std::fs::copy(".dockerignore", checkout.join(".dockerignore")).unwrap();
+    let checkout = container::mock_checkout(&buildah.dir().join("checkout"));
     let context = buildah.context_as_sent(&checkout).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(context, sent, "the build context past .dockerignore");
+    assert_eq!(context, container::CONTEXT_SENT, "the build context past .dockerignore");
 
     // The context a `docker build .` of a checkout after `cargo build
     // --release` would send, less the sources the skipped stage needs.

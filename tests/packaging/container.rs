@@ -209,6 +209,40 @@ impl Buildah {
     }
 }
 
+/// Files of a checkout that a build context carries: what the `build` and
+/// `prebuilt` stages copy.
+pub const CONTEXT_SENT: [&str; 6] = [
+    ".dockerignore",
+    "Cargo.lock",
+    "Cargo.toml",
+    "benches/hot_path.rs",
+    "src/main.rs",
+    "target/release/registry-gateway",
+];
+
+/// Files of a checkout that stay out of it: build output, git, local state.
+const CONTEXT_KEPT_OUT: [&str; 7] = [
+    ".git/HEAD",
+    ".run/venv/bin/python3",
+    "certs/dev/ca.key",
+    "fuzz/target/debug/fuzz_config",
+    "target/container-base/rootfs.tar",
+    "target/debug/registry-gateway",
+    "target/release/deps/libregistry_gateway.rlib",
+];
+
+/// A stand-in checkout at `dir` with both kinds of files and the real
+/// `.dockerignore`.
+pub fn mock_checkout(dir: &Path) -> PathBuf {
+    for file in CONTEXT_SENT.iter().chain(&CONTEXT_KEPT_OUT) {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, file).unwrap();
+    }
+    std::fs::copy(".dockerignore", dir.join(".dockerignore")).unwrap();
+    dir.to_path_buf()
+}
+
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
