@@ -7,6 +7,11 @@
 set -euo pipefail
 
 mode="${1:-run}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# tests/packaging.rs validates deploy/kubernetes/ with this PyPI package
+# (the API schemas ship in its wheel), from a venv in .run/.
+KUBERNETES_VALIDATE=1.37.0
 
 # Each entry is "command-to-look-for:debian-package"; a path means "file must
 # exist" (some tools live in sbin, or share a name with a shell builtin).
@@ -19,7 +24,10 @@ case "$mode" in
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
       htpasswd:apache2-utils openssl:openssl
       /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests
-      /usr/bin/systemd-analyze:systemd /bin/kill:procps)
+      /usr/bin/systemd-analyze:systemd /bin/kill:procps
+      # tests/packaging.rs: kubernetes-validate's venv, and the container
+      # image built without a daemon on a base made by debootstrap.
+      ensurepip:python3-venv buildah:buildah /usr/sbin/debootstrap:debootstrap)
     ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
@@ -37,6 +45,8 @@ for entry in "${wanted[@]}"; do
   fi
   # Any nginx flavour (nginx, nginx-full, ...) will do for the benchmark.
   [[ "$pkg" == nginx-light ]] && command -v nginx >/dev/null 2>&1 && continue
+  # `python3 -m venv` needs ensurepip, which Debian ships in python3-venv.
+  [[ "$pkg" == python3-venv ]] && /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 && continue
   missing+=("$pkg")
 done
 
@@ -99,6 +109,16 @@ if [[ "$(id -u)" == 0 ]]; then
   if [[ "$mode" == bench ]] && dpkg -s nginx-common >/dev/null 2>&1; then
     quiet_service nginx
     kill_packaged_nginx
+  fi
+fi
+
+# Made (or brought to the pinned version) only when it is not there yet.
+if [[ "$mode" == test ]]; then
+  venv="$root/.run/venv"
+  if [[ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBERNETES_VALIDATE" ]]; then
+    echo "install-deps: installing kubernetes-validate==$KUBERNETES_VALIDATE into .run/venv"
+    [[ -x "$venv/bin/pip" ]] || /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE"
   fi
 fi
 
