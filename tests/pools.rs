@@ -311,3 +311,54 @@ fn a_replica_that_refuses_connections_never_shows_a_get_error() {
     let rsp = Request::get("/v2/").send(alone.addr());
     assert_json_error(&rsp, 502, "BAD_GATEWAY");
 }
+
+#[test]
+fn readiness_needs_a_replica_up_in_every_registry_and_names_each_replica() {
+    let storage = tempfile::tempdir().unwrap();
+    let regs = replicas(storage.path(), 1, &[SECRET]);
+    let live = regs[0].url();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let other_dead = format!("http://127.0.0.1:{}", free_port());
+    let listen = free_addr();
+    let yaml = format!(
+        "listeners:\n  - name: plain\n    address: \"{listen}\"\n\
+         upstreams:\n  pool:\n    urls: [\"{live}\", \"{dead}\"]\n    health: {{ interval: 1s, timeout: 1s, rise: 1, fall: 1 }}\n\
+         \x20 broken:\n    url: \"{other_dead}\"\n    health: {{ interval: 1s, timeout: 1s, rise: 1, fall: 1 }}\n\
+         registries:\n  - name: ok\n    default: true\n    upstream: pool\n\
+         \x20 - name: broken\n    hosts: [broken.test]\n    upstream: broken\n"
+    );
+    let gateway = Gateway::start_yaml(&yaml, listen);
+    wait_replica_up(&gateway, &live, true, Duration::from_secs(5));
+    wait_replica_up(&gateway, &dead, false, Duration::from_secs(5));
+    let rsp = Request::get("/readyz").send(gateway.metrics_addr());
+    assert_eq!(rsp.status, 503, "a registry with no replica up: {}", rsp.describe());
+    let body = rsp.json();
+    assert_eq!(body["registries"]["ok"], "up", "{body}");
+    assert_eq!(body["registries"]["broken"], "down", "{body}");
+    assert_eq!(body["replicas"][live.as_str()], "up", "{body}");
+    assert_eq!(body["replicas"][dead.as_str()], "down", "{body}");
+    let text = scrape(gateway.metrics_addr());
+    assert_eq!(
+        sample(&text, "registry_gateway_upstream_up", &[("upstream", "pool")]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "registry_gateway_upstream_up", &[("upstream", "broken")]),
+        0.0,
+        "{text}"
+    );
+
+    // Without the broken registry, one live replica makes the gateway ready.
+    let listen = free_addr();
+    let yaml = format!(
+        "listeners:\n  - name: plain\n    address: \"{listen}\"\n\
+         upstreams:\n  pool:\n    urls: [\"{live}\", \"{dead}\"]\n\
+         registries:\n  - name: ok\n    default: true\n    upstream: pool\n"
+    );
+    let gateway = Gateway::start_yaml(&yaml, listen);
+    assert!(
+        wait_until(Duration::from_secs(10), || readyz(&gateway) == 200),
+        "not ready with one replica up"
+    );
+}
