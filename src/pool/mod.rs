@@ -243,7 +243,11 @@ impl Pool {
         // One replica: nothing to choose (and no selector walk, health
         // lookup or backend clone on the hot path: 2.4k instructions).
         if self.replicas.len() == 1 {
-            let why = if avoid.is_some() { Selection::Fallback } else { Selection::Policy };
+            let why = if avoid.is_some() {
+                Selection::Fallback
+            } else {
+                Selection::Policy
+            };
             return self.pick(0, why);
         }
         let now = passive::now_ms();
