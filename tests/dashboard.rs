@@ -1,6 +1,7 @@
 //! The Grafana dashboard proven against real data: a real Prometheus
 //! scrapes a gateway under about 25 s of load (skopeo pushes and pulls over
-//! TLS, missing, wrong and right credentials, HEAD loops, dead, failing and
+//! TLS through a pool of two registry:2 replicas and a refusing URL,
+//! missing, wrong and right credentials, HEAD loops, dead, failing and
 //! stalled upstreams, file and SIGHUP reloads), then every panel's query is
 //! evaluated through Prometheus' HTTP API. A query that errors fails the
 //! test, and so does one that answers nothing although every gateway metric
@@ -26,11 +27,12 @@ const USER: &str = "dashboard";
 const PASSWORD: &str = "dashboard-secret-5e1b";
 const LOAD: Duration = Duration::from_secs(25);
 
-/// Metrics the dashboard reads ahead of the gateway (issue 17's per-replica
-/// metrics): their panels are listed when nothing exports them. A panel on
+/// Prefixes of metrics the dashboard reads ahead of the gateway (e.g.
+/// `registry_gateway_replica_` before pools were built): their panels are
+/// listed when nothing exports them. A panel on
 /// any other metric without series fails the test: a misspelled name, or a
 /// load that no longer reaches it.
-const NOT_YET_EXPORTED: &[&str] = &["registry_gateway_replica_"];
+const NOT_YET_EXPORTED: &[&str] = &[];
 
 /// An upstream answering every request with 503.
 fn start_unavailable_upstream() -> SocketAddr {
@@ -56,12 +58,14 @@ fn start_unavailable_upstream() -> SocketAddr {
     addr
 }
 
-/// The gateway under test: TLS and plain listeners, htpasswd auth, a real
-/// registry as the default registry, and three virtual registries by host
-/// whose upstreams refuse connections, answer 503, or never answer.
-fn start_gateway(registry: &Registry, certs: &DevCerts, tls: SocketAddr) -> (Gateway, StallingUpstream) {
+/// The gateway under test: TLS and plain listeners, htpasswd auth, a pool
+/// of two registry:2 replicas (own secrets, so uploads follow hints) and a
+/// refusing URL as the default registry, and three virtual registries by
+/// host whose one-URL upstreams refuse connections, answer 503, or never
+/// answer.
+fn start_gateway(replicas: &[Registry], certs: &DevCerts, tls: SocketAddr) -> (Gateway, StallingUpstream) {
     let plain = free_addr();
-    let dead = free_addr();
+    let (dead, refusing) = (free_addr(), free_addr());
     let unavailable = start_unavailable_upstream();
     let stalling = StallingUpstream::start();
     let yaml = format!(
@@ -69,7 +73,7 @@ fn start_gateway(registry: &Registry, certs: &DevCerts, tls: SocketAddr) -> (Gat
          auth_throttle: {{ max_failures: 3, window: 2s }}\n\
          listeners:\n  - name: plain\n    address: \"{plain}\"\n  - name: tls\n    address: \"{tls}\"\n    \
          tls:\n      certificates:\n        - cert: {}\n          key: {}\n\
-         upstreams:\n  registry: {{ url: \"{}\" }}\n  dead: {{ url: \"http://{dead}\" }}\n  \
+         upstreams:\n  registry: {{ urls: [\"{}\", \"{}\", \"http://{refusing}\"] }}\n  dead: {{ url: \"http://{dead}\" }}\n  \
          unavailable: {{ url: \"http://{unavailable}\" }}\n  stalling: {{ url: \"{}\" }}\n\
          registries:\n  - name: main\n    default: true\n    upstream: registry\n\
          \x20 - name: dead\n    hosts: [dead.test]\n    upstream: dead\n\
@@ -79,7 +83,8 @@ fn start_gateway(registry: &Registry, certs: &DevCerts, tls: SocketAddr) -> (Gat
          timeouts:\n  connect: 1s\n  upstream_header: 1s\n",
         yaml_str(certs.cert().to_str().unwrap()),
         yaml_str(certs.key().to_str().unwrap()),
-        registry.url(),
+        replicas[0].url(),
+        replicas[1].url(),
         stalling.url(),
     );
     let users = htpasswd_line("B", &["-C", "4"], USER, PASSWORD) + "\n";
@@ -223,10 +228,11 @@ fn every_dashboard_query_answers_from_a_real_prometheus() {
     let targets = panel_targets(&dashboard);
     assert!(!targets.is_empty(), "no panel queries in {}", path.display());
 
-    let registry = Registry::start();
+    let storage = tempfile::tempdir().unwrap();
+    let replicas = replicas(storage.path(), 2, &["dashboard-secret-a", "dashboard-secret-b"]);
     let certs = DevCerts::generate(&["localhost"]);
     let tls = free_addr();
-    let (mut gateway, _stalling) = start_gateway(&registry, &certs, tls);
+    let (mut gateway, _stalling) = start_gateway(&replicas, &certs, tls);
     let prometheus = Prometheus::start(gateway.metrics_addr());
     let window_start = unix_now();
 
