@@ -23,6 +23,8 @@ case "$mode" in
   test)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo
       htpasswd:apache2-utils openssl:openssl
+      # tests/dashboard.rs evaluates every dashboard query in a real Prometheus.
+      /usr/bin/prometheus:prometheus
       /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests
       /usr/bin/systemd-analyze:systemd /bin/kill:procps
       # tests/packaging.rs: kubernetes-validate's venv, and the container
@@ -78,6 +80,19 @@ kill_packaged_registry() {
   done
 }
 
+# Prometheus' package starts a server on :9090 (and, when recommends are
+# installed, node-exporter on :9100); the dashboard test runs its own.
+kill_packaged_prometheus() {
+  local p cmd
+  for p in /proc/[0-9]*; do
+    cmd="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
+    if [[ "$cmd" =~ ^(/usr/bin/)?prometheus(-node-exporter)?\ $ ]]; then
+      echo "install-deps: stopping packaged ${cmd% } (pid ${p#/proc/})"
+      kill "${p#/proc/}" 2>/dev/null || true
+    fi
+  done
+}
+
 kill_packaged_nginx() {
   local pid
   pid="$(cat /run/nginx.pid 2>/dev/null)" || return 0
@@ -105,6 +120,11 @@ if [[ "$(id -u)" == 0 ]]; then
   if dpkg -s docker-registry >/dev/null 2>&1; then
     quiet_service docker-registry
     kill_packaged_registry
+  fi
+  if dpkg -s prometheus >/dev/null 2>&1; then
+    quiet_service prometheus
+    quiet_service prometheus-node-exporter
+    kill_packaged_prometheus
   fi
   if [[ "$mode" == bench ]] && dpkg -s nginx-common >/dev/null 2>&1; then
     quiet_service nginx

@@ -14,7 +14,8 @@
 //!
 //! Requirements: `/usr/bin/docker-registry` (Debian package docker-registry)
 //! and `/usr/bin/skopeo`, plus `/usr/bin/htpasswd` (apache2-utils) and
-//! `/usr/bin/openssl` for the auth tests; a missing tool fails the test with
+//! `/usr/bin/openssl` for the auth tests and `/usr/bin/prometheus` for the
+//! dashboard test; a missing tool fails the test with
 //! the apt-get command that installs it. Run everything with `cargo test --release`
 //! (push_pull moves a 1 GiB layer; in a debug build it takes minutes), or one
 //! file with `cargo test --release --test routing`. `harness_selfcheck` runs
@@ -24,11 +25,13 @@
 
 pub mod auth;
 pub mod gateway;
+pub mod grafana;
 pub mod http;
 pub mod oci;
 pub mod pools;
 pub mod ports;
 pub mod prom;
+pub mod prometheus;
 pub mod python;
 pub mod registry;
 pub mod skopeo;
@@ -36,11 +39,13 @@ pub mod upstreams;
 
 pub use auth::*;
 pub use gateway::*;
+pub use grafana::*;
 pub use http::*;
 pub use oci::*;
 pub use pools::*;
 pub use ports::*;
 pub use prom::*;
+pub use prometheus::*;
 pub use python::*;
 pub use registry::*;
 pub use skopeo::*;
