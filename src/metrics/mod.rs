@@ -158,6 +158,13 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
 /// the collector of the process-wide counters.
 pub fn init(tls: Vec<(String, Arc<TlsStats>)>) {
     LazyLock::force(&FAMILIES);
+    // Series at 0 from the start: Prometheus' increase() cannot count the
+    // first event of a series that appears already at 1.
+    for kind in ["htpasswd", "certificate"] {
+        for result in ["success", "failure"] {
+            FAMILIES.reloads.with_label_values(&[kind, result]);
+        }
+    }
     connections::init();
     access::init();
     register(RuntimeCollector::new(tls));
@@ -251,7 +258,8 @@ fn operation_histogram(op: Operation) -> &'static Histogram {
     HISTOGRAMS[op.index()].get_or_init(|| FAMILIES.duration.with_label_values(&[op.as_str()]))
 }
 
-/// Failure counters of one upstream, resolved on first use.
+/// Failure counters of one upstream, resolved when it is built (series at
+/// 0, so the first failure shows in `increase()`).
 #[derive(Debug, Default)]
 pub struct UpstreamMetrics {
     name: String,
@@ -274,10 +282,15 @@ pub enum UpstreamFailure {
 
 impl UpstreamMetrics {
     pub fn new(name: &str) -> UpstreamMetrics {
-        UpstreamMetrics {
+        let m = UpstreamMetrics {
             name: name.to_owned(),
             ..UpstreamMetrics::default()
-        }
+        };
+        let f = &*FAMILIES;
+        m.counter(&m.connect_failures, &f.upstream_connect_failures);
+        m.counter(&m.timeouts, &f.upstream_timeouts);
+        m.counter(&m.responses_5xx, &f.upstream_5xx);
+        m
     }
 
     fn counter<'a>(&'a self, cell: &'a OnceLock<IntCounter>, family: &IntCounterVec) -> &'a IntCounter {

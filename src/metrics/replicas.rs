@@ -1,10 +1,9 @@
-//! Per-replica metrics of upstream pools. Counters are resolved once per
-//! (upstream, replica) and label value, and kept with the replica, so the
-//! request path only adds. Up and in-flight are read from the pools of the
+//! Per-replica metrics of upstream pools. Counters are resolved (at 0)
+//! when a replica is built and kept with it, so the request path only adds. Up and in-flight are read from the pools of the
 //! configuration in force at scrape time (like `requests_in_flight`): a
 //! replica a reload removed drops out of the gauges at once.
 
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
 
 use pingora_prometheus::prometheus::core::{Collector, Desc};
 use pingora_prometheus::prometheus::proto::MetricFamily;
@@ -73,37 +72,31 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
 /// The counters of one replica of one upstream.
 #[derive(Debug)]
 pub struct ReplicaMetrics {
-    upstream: String,
-    replica: String,
-    requests: OnceLock<IntCounter>,
-    failures: [OnceLock<IntCounter>; FAILURE_KINDS.len()],
-    selected: [OnceLock<IntCounter>; Selection::ALL.len()],
+    requests: IntCounter,
+    failures: [IntCounter; FAILURE_KINDS.len()],
+    selected: [IntCounter; Selection::ALL.len()],
 }
 
 impl ReplicaMetrics {
+    /// Every series is made at 0 here, so the first event of each shows
+    /// in Prometheus' `increase()`.
     pub fn new(upstream: &str, replica: &str) -> ReplicaMetrics {
+        let f = &*FAMILIES;
+        let labels = [upstream, replica];
         ReplicaMetrics {
-            upstream: upstream.to_owned(),
-            replica: replica.to_owned(),
-            requests: OnceLock::new(),
-            failures: Default::default(),
-            selected: Default::default(),
+            requests: f.requests.with_label_values(&labels),
+            failures: FAILURE_KINDS.map(|k| f.failures.with_label_values(&[upstream, replica, k])),
+            selected: Selection::ALL.map(|w| f.selected.with_label_values(&[upstream, replica, w.as_str()])),
         }
     }
 
     pub fn selected(&self, why: Selection) {
-        self.selected[why as usize]
-            .get_or_init(|| (FAMILIES.selected).with_label_values(&[&self.upstream, &self.replica, why.as_str()]))
-            .inc();
+        self.selected[why as usize].inc();
     }
 
     /// A response head arrived (any status).
     pub fn response(&self, status: u16) {
-        let f = &*FAMILIES;
-        (self
-            .requests
-            .get_or_init(|| f.requests.with_label_values(&[&self.upstream, &self.replica])))
-        .inc();
+        self.requests.inc();
         if status >= 500 {
             self.failure_kind(3);
         }
@@ -118,9 +111,7 @@ impl ReplicaMetrics {
     }
 
     fn failure_kind(&self, i: usize) {
-        self.failures[i]
-            .get_or_init(|| (FAMILIES.failures).with_label_values(&[&self.upstream, &self.replica, FAILURE_KINDS[i]]))
-            .inc();
+        self.failures[i].inc();
     }
 }
 

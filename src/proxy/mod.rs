@@ -6,15 +6,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+mod access_line;
+mod attempts;
+mod front;
+
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Method, Version};
+use http::Version;
+use pingora::ErrorSource;
 use pingora::http::ResponseHeader;
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorSource, ErrorType};
 
 use http::header::AUTHORIZATION;
 
@@ -23,20 +27,18 @@ use crate::access_log;
 use crate::affinity;
 use crate::body::BodyCoalescer;
 use crate::catalog;
-use crate::config::PolicySetting;
 use crate::guard::{self, Gate};
 use crate::head_checks;
-use crate::metrics::{IN_FLIGHT, RegistryMetrics, RequestRecord, Selection, UpstreamFailure};
-use crate::operation::{self, RegistryRequest};
+use crate::metrics::{IN_FLIGHT, RegistryMetrics, RequestRecord};
+use crate::operation;
 use crate::pool::Pick;
 use crate::query;
 use crate::reply::ErrorReply;
-use crate::rewrite::{self, ClientView, Scheme};
+use crate::rewrite::{self, ClientView};
 use crate::routing::{self, Route};
 use crate::runtime::{Current, Snapshot};
-use crate::tls::SniBinding;
 use crate::upstream::Upstream;
-use crate::vhost::{VirtualRegistry, normalize_host};
+use crate::vhost::VirtualRegistry;
 
 pub struct RegistryProxy {
     current: Arc<Current>,
@@ -45,37 +47,6 @@ pub struct RegistryProxy {
 impl RegistryProxy {
     pub fn new(current: Arc<Current>) -> Self {
         RegistryProxy { current }
-    }
-
-    /// Answers requests on redirecting listeners; `Ok(true)` when it did.
-    async fn redirect_to_https(snapshot: &Snapshot, session: &mut Session) -> Result<bool> {
-        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-        let Some(port) = local.and_then(|a| snapshot.redirects.https_port(a)) else {
-            return Ok(false);
-        };
-        let req = session.req_header();
-        let Some(authority) = rewrite::request_authority(req) else {
-            ErrorReply::BadRequest("request without Host header")
-                .send(session, false)
-                .await?;
-            return Ok(true);
-        };
-        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let location = rewrite::https_redirect_location(authority.to_str().unwrap_or_default(), port, path);
-        crate::reply::send_redirect(session, &location).await?;
-        Ok(true)
-    }
-
-    /// `Ok(true)` when the request may go on; otherwise the answer
-    /// (401 or 429) has been sent.
-    fn registry_for<'s>(
-        snapshot: &'s Snapshot,
-        view: &ClientView,
-        session: &Session,
-    ) -> Option<&'s Arc<VirtualRegistry>> {
-        let authority = view.authority.as_ref().and_then(|a| a.to_str().ok());
-        let port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
-        snapshot.registry_for(authority, port).map(|(r, _)| r)
     }
 }
 
@@ -121,26 +92,6 @@ impl RequestCtx {
 impl Drop for RequestCtx {
     fn drop(&mut self) {
         IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// On listeners with `reject_misdirected`: the Host would be served another
-/// certificate than the one this connection's SNI name got.
-fn is_misdirected(session: &Session, view: &ClientView) -> bool {
-    let digest = session.as_downstream().digest().and_then(|d| d.ssl_digest.as_ref());
-    let Some(binding) = digest.and_then(|d| d.extension.get::<SniBinding>()) else {
-        return false;
-    };
-    match view.authority.as_ref().and_then(|a| a.to_str().ok()) {
-        Some(authority) => !binding.allows(&normalize_host(authority)),
-        None => false,
-    }
-}
-
-fn connection_scheme(session: &Session) -> Scheme {
-    match session.as_downstream().digest().and_then(|d| d.ssl_digest.as_ref()) {
-        Some(_) => Scheme::Https,
-        None => Scheme::Http,
     }
 }
 
@@ -196,7 +147,7 @@ impl ProxyHttp for RegistryProxy {
             ErrorReply::from(rejection).send(session, v2).await?;
             return Ok(true);
         }
-        if !ctx.snapshot.redirects.is_empty() && Self::redirect_to_https(&ctx.snapshot, session).await? {
+        if !ctx.snapshot.redirects.is_empty() && front::redirect_to_https(&ctx.snapshot, session).await? {
             return Ok(true);
         }
         let req = session.req_header();
@@ -216,12 +167,12 @@ impl ProxyHttp for RegistryProxy {
         }
         let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let trusted = ip.is_some_and(|ip| ctx.snapshot.is_trusted_proxy(ip));
-        let view = ClientView::from_request(req, ip, connection_scheme(session), trusted);
-        if is_misdirected(session, &view) {
+        let view = ClientView::from_request(req, ip, front::connection_scheme(session), trusted);
+        if front::is_misdirected(session, &view) {
             ErrorReply::Misdirected.send(session, v2).await?;
             return Ok(true);
         }
-        let Some(registry) = Self::registry_for(&ctx.snapshot, &view, session).cloned() else {
+        let Some(registry) = front::registry_for(&ctx.snapshot, &view, session).cloned() else {
             ErrorReply::NoRegistry.send(session, v2).await?;
             return Ok(true);
         };
@@ -272,35 +223,7 @@ impl ProxyHttp for RegistryProxy {
 
     /// Runs for each attempt: the first, and a retry (on another replica).
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let Some(up) = ctx.upstream.clone() else {
-            return Error::e_explain(ErrorType::InternalError, "no upstream chosen");
-        };
-        let req = session.req_header();
-        let quick = matches!(
-            req.method,
-            Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
-        );
-        let pool = &up.pool;
-        let pick = match ctx.forced {
-            // An upload's own replica holds its state. With one
-            // `http.secret` across replicas, one that is down hands on.
-            Some(i) if ctx.tried.is_none() && (!pool.shared_secret() || pool.is_available(i)) => {
-                pool.pick(i, Selection::Upload)
-            }
-            _ => {
-                let repository = match pool.policy() {
-                    PolicySetting::ConsistentHash => {
-                        operation::classify(&req.method, ctx.route, req.uri.path()).repository
-                    }
-                    _ => "",
-                };
-                pool.choose(repository.as_bytes(), ctx.tried)
-            }
-        };
-        let peer = pool.replica(pick.index).peer(quick);
-        // Replaces (and so stops counting) a failed first attempt.
-        ctx.pick = Some(pick);
-        Ok(peer)
+        attempts::choose(session, ctx)
     }
 
     /// Connecting failed: nothing reached the replica. Counted, may eject
@@ -312,7 +235,7 @@ impl ProxyHttp for RegistryProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let retry = attempt_failed(session, ctx, &e, false);
+        let retry = attempts::attempt_failed(session, ctx, &e, false);
         e.set_retry(retry);
         e
     }
@@ -330,7 +253,7 @@ impl ProxyHttp for RegistryProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let retry = *e.esource() == ErrorSource::Upstream && attempt_failed(session, ctx, &e, client_reused);
+        let retry = *e.esource() == ErrorSource::Upstream && attempts::attempt_failed(session, ctx, &e, client_reused);
         e.set_retry(retry);
         e
     }
@@ -418,7 +341,7 @@ impl ProxyHttp for RegistryProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let reply = classify_failure(e);
+        let reply = attempts::classify_failure(e);
         // Failed attempts were counted as they failed (`attempt_failed`).
         if let (Some(reply), Some(up)) = (reply, &ctx.upstream)
             && matches!(reply, ErrorReply::BadGateway | ErrorReply::GatewayTimeout)
@@ -466,102 +389,7 @@ impl ProxyHttp for RegistryProxy {
         };
         registry_metrics.record(&record);
         if access_log::enabled() {
-            log_request(session, e, ctx, &record, &request);
+            access_line::log_request(session, e, ctx, &record, &request);
         }
-    }
-}
-
-fn log_request(session: &Session, e: Option<&Error>, ctx: &RequestCtx, r: &RequestRecord, request: &RegistryRequest) {
-    let req = session.req_header();
-    let authority = rewrite::request_authority(req);
-    let error = e.map(|e| e.to_string()).unwrap_or_default();
-    access_log::record(&access_log::Entry {
-        time: std::time::SystemTime::now(),
-        client: session.client_addr().and_then(|a| a.as_inet()).copied(),
-        method: req.method.as_str(),
-        host: authority.as_ref().and_then(|h| h.to_str().ok()).unwrap_or_default(),
-        path: req.uri.path(),
-        status: r.status,
-        registry: ctx.registry.as_ref().map_or("", |r| r.name.as_str()),
-        operation: request.operation.as_str(),
-        repository: request.repository,
-        reference: request.reference,
-        user: ctx.user.as_deref().unwrap_or_default(),
-        access: ctx.verdict,
-        bytes_in: r.request_bytes,
-        bytes_out: r.response_bytes,
-        duration: r.duration,
-        upstream: ctx.upstream.as_ref().map_or("", |u| u.name.as_str()),
-        replica: ctx.replica_url(),
-        upstream_status: ctx.upstream_status,
-        error: &error,
-    });
-}
-
-/// Counts a failed attempt against its upstream and replica; whether the
-/// request may be tried once more. `reused`: on a pooled connection.
-fn attempt_failed(session: &Session, ctx: &mut RequestCtx, e: &Error, reused: bool) -> bool {
-    let (Some(up), Some(pick)) = (&ctx.upstream, &ctx.pick) else {
-        return false;
-    };
-    let failure = upstream_failure(e);
-    up.metrics.failure(failure);
-    up.pool.failed(pick.index, failure, e);
-    let method = &session.req_header().method;
-    let idempotent_read = matches!(*method, Method::GET | Method::HEAD);
-    let bound = ctx.forced.is_some() && !up.pool.shared_secret();
-    let first = ctx.tried.is_none() && ctx.upstream_status == 0;
-    if !(idempotent_read && first && !bound) {
-        return false;
-    }
-    // Elsewhere when possible; a pooled connection the replica had closed
-    // is not its fault, so with nowhere else it may go back.
-    let elsewhere = up.pool.has_alternative(pick.index);
-    let stale = reused && failure == UpstreamFailure::Other;
-    if elsewhere || stale {
-        log::info!(
-            "upstream {}: {method} on {} failed ({e}); trying {}",
-            up.name,
-            up.pool.replica(pick.index).url,
-            if elsewhere { "another replica" } else { "again" }
-        );
-        ctx.tried = Some(pick.index);
-        return true;
-    }
-    false
-}
-
-fn upstream_failure(e: &Error) -> UpstreamFailure {
-    use ErrorType::*;
-    match e.etype() {
-        ConnectTimedout | TLSHandshakeTimedout => UpstreamFailure::Connect { timed_out: true },
-        ConnectError | ConnectRefused | ConnectNoRoute | ConnectProxyFailure | TLSHandshakeFailure | InvalidCert => {
-            UpstreamFailure::Connect { timed_out: false }
-        }
-        ReadTimedout | WriteTimedout => UpstreamFailure::Timeout,
-        _ => UpstreamFailure::Other,
-    }
-}
-
-/// The reply for a failed exchange; `None` when the client is gone.
-fn classify_failure(e: &Error) -> Option<ErrorReply> {
-    use ErrorType::*;
-    if let HTTPStatus(code) = e.etype() {
-        return Some(match code {
-            504 => ErrorReply::GatewayTimeout,
-            400..=499 => ErrorReply::BadRequest("malformed request"),
-            _ => ErrorReply::BadGateway,
-        });
-    }
-    match e.esource() {
-        ErrorSource::Upstream => Some(match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout => ErrorReply::GatewayTimeout,
-            _ => ErrorReply::BadGateway,
-        }),
-        ErrorSource::Downstream => match e.etype() {
-            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => None,
-            _ => Some(ErrorReply::BadRequest("malformed request")),
-        },
-        ErrorSource::Internal | ErrorSource::Unset => Some(ErrorReply::Internal),
     }
 }
