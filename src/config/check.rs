@@ -194,14 +194,11 @@ impl Checker<'_> {
                 format!("address `{address}` is also listeners[{i}]: the metrics listener needs its own"),
             );
         }
-        let probe_interval = section.probe_interval.map_or(DEFAULT_PROBE_INTERVAL, |d| d.0);
-        if probe_interval.is_zero() {
+        // Read by `pools` as the default check interval.
+        if section.probe_interval.is_some_and(|d| d.0.is_zero()) {
             self.issue("metrics.probe_interval", "must be greater than zero: `0`");
         }
-        let settings = MetricsSettings {
-            address,
-            probe_interval,
-        };
+        let settings = MetricsSettings { address };
         (Some(settings), labels)
     }
 

@@ -35,7 +35,6 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
     pub address: SocketAddr,
-    pub probe_interval: Duration,
 }
 
 /// Where access log lines go.
@@ -164,7 +163,6 @@ pub struct ListenerSettings {
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9145";
 pub const DEFAULT_MAX_REGISTRY_LABELS: usize = 100;
-pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_WORK_STEALING: bool = true;
 /// Pingora's own default pool size.
 pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 128;
