@@ -25,6 +25,9 @@ case "$mode" in
       htpasswd:apache2-utils openssl:openssl
       # tests/dashboard.rs evaluates every dashboard query in a real Prometheus.
       /usr/bin/prometheus:prometheus
+      # tests/clients/token_server.py: the JWT issuer of token-auth registries.
+      /usr/lib/python3/dist-packages/jwt/__init__.py:python3-jwt
+      /usr/lib/python3/dist-packages/cryptography/__init__.py:python3-cryptography
       /usr/lib/python3/dist-packages/requests/__init__.py:python3-requests
       /usr/bin/systemd-analyze:systemd /bin/kill:procps
       # tests/packaging.rs: kubernetes-validate's venv, and the container

@@ -156,3 +156,40 @@ fn free_ports_are_never_handed_out_twice_and_stay_out_of_the_ephemeral_range() {
     let port = free_port();
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind a handed-out port");
 }
+
+#[test]
+fn token_registry_accepts_the_test_issuer() {
+    // The upstream of mirror tests that use the distribution token flow:
+    // registry:2 itself must accept the harness's JWTs, straight, no gateway.
+    let issuer = TokenServer::start(&["alice:issuer-pw"], false);
+    let registry = Registry::start_token_auth(&issuer);
+    let challenge = Request::get("/v2/").send(registry.addr());
+    assert_eq!(challenge.status, 401);
+    assert!(
+        challenge.expect_header("www-authenticate").contains(&issuer.realm()),
+        "{}",
+        challenge.describe()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let image = OciImageBuilder::new(0x7031)
+        .layer(200 * 1024)
+        .write(&work.path().join("src"), "v1");
+    let reference = format!("{}/issuer/app:v1", registry.addr());
+    let out = skopeo_push_with_creds(&image, &reference, Some("alice:issuer-pw"));
+    assert!(out.status.success(), "push: {}", String::from_utf8_lossy(&out.stderr));
+    let dir = work.path().join("dst");
+    let out = skopeo_pull_with_creds(&reference, &dir, "v1", Some("alice:issuer-pw"));
+    assert!(out.status.success(), "pull: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(OciImage::read(&dir, "v1").manifest.digest, image.manifest.digest);
+    // No credentials (no anonymous pull) and a wrong password get nothing.
+    let out = skopeo_pull_with_creds(&reference, &work.path().join("anon"), "v1", None);
+    assert!(!out.status.success(), "an anonymous pull was served");
+    let out = skopeo_pull_with_creds(&reference, &work.path().join("bad"), "v1", Some("alice:wrong"));
+    assert!(!out.status.success(), "a wrong password was served");
+    let granted = issuer.requests();
+    assert!(
+        granted.iter().any(|r| r["user"] == "alice" && r["status"] == 200),
+        "{granted:?}"
+    );
+    assert!(granted.iter().any(|r| r["status"] == 401), "{granted:?}");
+}

@@ -35,6 +35,7 @@ pub mod prometheus;
 pub mod python;
 pub mod registry;
 pub mod skopeo;
+pub mod token_server;
 pub mod upstreams;
 
 pub use auth::*;
@@ -49,6 +50,7 @@ pub use prometheus::*;
 pub use python::*;
 pub use registry::*;
 pub use skopeo::*;
+pub use token_server::TokenServer;
 pub use upstreams::*;
 
 use std::path::Path;

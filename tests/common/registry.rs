@@ -85,7 +85,7 @@ impl Registry {
     /// Spawns a registry without waiting for it; `http_extra` is appended
     /// under `http:` (indented two spaces), e.g. a `tls:` block.
     pub fn spawn(port: u16, http_extra: &str) -> Registry {
-        Registry::spawn_with(port, http_extra, None, "integration-test-secret")
+        Registry::spawn_with(port, http_extra, "", None, "integration-test-secret")
     }
 
     /// A replica of a registry pool: on a free port, with its storage in
@@ -93,7 +93,7 @@ impl Registry {
     /// `http.secret` (which signs upload state).
     pub fn start_replica(storage: &std::path::Path, secret: &str) -> Registry {
         for _ in 0..5 {
-            let mut registry = Registry::spawn_with(free_port(), "", Some(storage), secret);
+            let mut registry = Registry::spawn_with(free_port(), "", "", Some(storage), secret);
             if registry.wait_ready(|r| matches!(Request::get("/v2/").try_send(r.addr), Ok(r) if r.status == 200)) {
                 return registry;
             }
@@ -101,8 +101,34 @@ impl Registry {
         panic!("docker-registry: 5 free ports in a row were taken before it could listen");
     }
 
+    /// A registry whose clients need a token from `issuer` (registry:2's
+    /// `auth.token`), on a free port; waits until it challenges.
+    pub fn start_token_auth(issuer: &super::token_server::TokenServer) -> Registry {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            issuer.realm(),
+            super::token_server::SERVICE,
+            super::token_server::ISSUER,
+            issuer.root_cert().display()
+        );
+        for _ in 0..5 {
+            let mut registry = Registry::spawn_with(free_port(), "", &auth, None, "integration-test-secret");
+            if registry.wait_ready(|r| matches!(Request::get("/v2/").try_send(r.addr), Ok(r) if r.status == 401)) {
+                return registry;
+            }
+        }
+        panic!("docker-registry: 5 free ports in a row were taken before it could listen");
+    }
+
+    /// `top_extra` is appended at the top level (an `auth:` block);
     /// `storage`: `None` for its own directory.
-    fn spawn_with(port: u16, http_extra: &str, storage: Option<&std::path::Path>, secret: &str) -> Registry {
+    fn spawn_with(
+        port: u16,
+        http_extra: &str,
+        top_extra: &str,
+        storage: Option<&std::path::Path>,
+        secret: &str,
+    ) -> Registry {
         require_tool(REGISTRY_BIN, "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("registry-")
@@ -116,7 +142,7 @@ impl Registry {
              log:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: {addr}\n  secret: {secret}\n{http_extra}",
+             http:\n  addr: {addr}\n  secret: {secret}\n{http_extra}{top_extra}",
             storage = storage.display(),
         );
         let config_path = dir.path().join("config.yml");
