@@ -15,11 +15,7 @@ use common::*;
 /// Two gateway processes with the same pool configuration, as behind an
 /// L4 balancer.
 fn two_gateways(urls: &[String], pool: &str) -> (Gateway, Gateway) {
-    let start = || {
-        let listen = free_addr();
-        Gateway::start_yaml(&pool_yaml(urls, pool, listen), listen)
-    };
-    (start(), start())
+    (start_pool_gateway(urls, pool), start_pool_gateway(urls, pool))
 }
 
 /// The upload id and hint of an upload Location path.

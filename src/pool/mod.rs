@@ -66,12 +66,6 @@ pub struct Replica {
     backend: Backend,
 }
 
-impl std::fmt::Debug for ReplicaState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReplicaState({}, in flight {})", self.url, self.in_flight())
-    }
-}
-
 impl Replica {
     /// A fresh peer for one attempt (Pingora takes ownership of it).
     /// `quick`: a request the registry answers at once (GET, HEAD, DELETE):

@@ -44,6 +44,12 @@ pub struct ReplicaState {
     probe: ArcSwap<Probe>,
 }
 
+impl std::fmt::Debug for ReplicaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplicaState({}, in flight {})", self.url, self.in_flight())
+    }
+}
+
 /// Carried in each `Backend`'s extensions, for the health check.
 #[derive(Clone)]
 pub struct ReplicaExt(pub Arc<ReplicaState>);
