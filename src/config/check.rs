@@ -10,6 +10,7 @@ use super::settings::*;
 use super::{ConfigIssue, issue};
 
 mod access;
+mod mirror;
 mod upstreams;
 
 impl Settings {
@@ -46,6 +47,8 @@ impl Settings {
             _ => None,
         };
         let pools = c.pools(&file, probe_interval);
+        let credentials = c.credentials(&file);
+        let mirrors = c.mirrors(&file);
         Settings {
             source: source.to_owned(),
             dir,
@@ -60,6 +63,8 @@ impl Settings {
             access,
             registry_access,
             pools,
+            credentials,
+            mirrors,
             file,
             text: text.to_owned(),
         }

@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+pub use super::mirror_file::{CacheSection, CredentialsSection, PushSetting};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::grants::{Principal, RepoGlob};
@@ -184,6 +186,18 @@ pub struct RegistrySection {
     /// Who may pull, push and delete which repositories; absent: the
     /// gateway-level block, `off`: none.
     pub access: Option<AccessSetting>,
+    /// `ns` value (containerd's `?ns=docker.io`) → upstream name.
+    #[serde(default)]
+    pub ns: BTreeMap<String, String>,
+    /// Also take the `ns` from the first path segment
+    /// (`/v2/docker.io/library/alpine/...`), for podman and CRI-O mirrors.
+    #[serde(default)]
+    pub ns_in_path: bool,
+    /// `deny`: a read-only mirror (writes get 405 UNSUPPORTED).
+    #[serde(default)]
+    pub push: PushSetting,
+    /// Cache blobs and manifests of this registry's upstreams on disk.
+    pub cache: Option<CacheSection>,
 }
 
 /// Per-route overrides of a virtual registry.

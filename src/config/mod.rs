@@ -5,6 +5,8 @@ mod check;
 pub mod file;
 pub mod grants;
 mod locate;
+mod mirror_file;
+mod mirror_settings;
 mod settings;
 mod upstream_file;
 pub mod values;

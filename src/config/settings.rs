@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::file::{AccessLogFormat, GatewayFile};
 use super::grants::{Principal, RepoGlob};
 pub use super::upstream_file::PolicySetting;
+pub use super::mirror_settings::*;
 use super::values::{IpNet, UpstreamUrl};
 
 /// Process-wide settings.
@@ -234,6 +235,10 @@ pub struct Settings {
     pub registry_access: Vec<RegistryAccess>,
     /// Per upstream name, checked; TLS files are loaded by `runtime`.
     pub pools: BTreeMap<String, PoolSettings>,
+    /// Per upstream name, for upstreams the gateway logs in to.
+    pub credentials: BTreeMap<String, CredentialSettings>,
+    /// Per registry, in file order.
+    pub mirrors: Vec<MirrorSettings>,
     pub file: GatewayFile,
     /// The YAML as read, to point messages at lines.
     pub text: String,

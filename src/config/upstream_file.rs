@@ -35,6 +35,9 @@ pub struct UpstreamSection {
     pub forward_authorization: bool,
     /// For `https://` upstreams; applies to every replica.
     pub tls: Option<UpstreamTlsSection>,
+    /// The gateway logs in to the upstream itself (Basic or token flow);
+    /// clients' Authorization never reaches it.
+    pub credentials: Option<super::mirror_file::CredentialsSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]

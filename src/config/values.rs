@@ -69,7 +69,7 @@ where
     text.parse().map_err(de::Error::custom)
 }
 
-/// A number of bytes: `8192`, `8KiB` / `8k`, `1MiB` / `1m`.
+/// A number of bytes: `8192`, `8KiB` / `8k`, `1MiB` / `1m`, `2GiB` / `2g`, `1TiB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub usize);
 
@@ -88,6 +88,8 @@ impl FromStr for ByteSize {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
             "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
             _ => return Err(bad()),
         };
         n.checked_mul(scale).map(ByteSize).ok_or_else(bad)

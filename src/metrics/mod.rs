@@ -9,6 +9,7 @@
 mod access;
 mod connections;
 pub mod endpoint;
+pub mod mirror;
 mod reloads;
 mod replicas;
 
