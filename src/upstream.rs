@@ -28,6 +28,9 @@ pub struct Upstream {
     /// Counted over all replicas (`registry_gateway_upstream_*`).
     pub metrics: UpstreamMetrics,
     pub pool: Pool,
+    /// The gateway's own login there (credentials, or a cached registry's
+    /// anonymous tokens); `None`: clients' Authorization passes as before.
+    pub auth: Option<Arc<crate::upstream_auth::UpstreamAuth>>,
 }
 
 /// Pooled upstream connections idle longer than this are closed.
@@ -86,6 +89,7 @@ impl Upstream {
             forward_authorization: section.forward_authorization,
             metrics: UpstreamMetrics::new(name),
             pool: Pool::new(name, specs, settings, header_timeout),
+            auth: None,
         })
     }
 

@@ -79,7 +79,7 @@ fn a_burst_is_logged_one_whole_line_per_request_and_all_of_it_is_written_by_exit
     let mut seen = std::collections::HashSet::new();
     for line in text.lines() {
         assert!(
-            line.starts_with("time=") && line.ends_with("upstream_status=404"),
+            line.starts_with("time=") && line.ends_with("upstream_status=404 cache=-"),
             "a torn or foreign line: {line:?}"
         );
         let repo = line.split(" repo=").nth(1).and_then(|r| r.split(' ').next());

@@ -33,6 +33,8 @@ pub struct Entry<'a> {
     pub replica: &'a str,
     /// 0: no upstream response.
     pub upstream_status: u16,
+    /// `hit`, `miss` or `stale` for reads a cache answered; empty: none.
+    pub cache: &'a str,
     pub error: &'a str,
 }
 
@@ -51,7 +53,7 @@ enum Value<'a> {
 
 impl Entry<'_> {
     /// `(JSON key, text key, value)` in line order.
-    fn fields(&self) -> [(&'static str, &'static str, Value<'_>); 19] {
+    fn fields(&self) -> [(&'static str, &'static str, Value<'_>); 20] {
         use Value::*;
         [
             ("time", "time", Time(self.time)),
@@ -76,6 +78,7 @@ impl Entry<'_> {
                 "upstream_status",
                 Number(self.upstream_status.into()),
             ),
+            ("cache", "cache", Text(self.cache)),
             ("error", "error", Text(self.error)),
         ]
     }
@@ -323,6 +326,7 @@ mod tests {
             upstream: "registry",
             replica: "http://127.0.0.1:15000",
             upstream_status: 201,
+            cache: "",
             error,
         }
     }
@@ -334,7 +338,7 @@ mod tests {
             line,
             "time=2026-11-23T12:00:00.000Z client=127.0.0.1:40000 method=PUT host=registry.example:5000 \
              path=/v2/team/app/blobs/uploads/u1 status=201 registry=main op=upload_complete repo=team/app \
-             ref=u1 user=alice access=- in=1024 out=0 duration_ms=12.500 upstream=registry replica=http://127.0.0.1:15000 upstream_status=201"
+             ref=u1 user=alice access=- in=1024 out=0 duration_ms=12.500 upstream=registry replica=http://127.0.0.1:15000 upstream_status=201 cache=-"
         );
         let line = text_line(&entry("read \"timed\" out", ""));
         assert!(line.contains(" user=- "), "{line}");

@@ -58,7 +58,10 @@ mod tests {
     fn round_trip() {
         let d = Digest::of(b"");
         let text = d.to_string();
-        assert_eq!(text, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            text,
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(Digest::parse(&text), Some(d));
         assert_eq!(Digest::parse("sha256:E3B0"), None);
         assert_eq!(Digest::parse("sha512:00"), None);

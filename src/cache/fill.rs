@@ -82,7 +82,13 @@ pub struct FillWriter {
 }
 
 impl FillWriter {
-    pub(super) fn new(store: Arc<Store>, digest: Digest, tmp: PathBuf, out: File, file: File) -> (FillWriter, Arc<Fill>) {
+    pub(super) fn new(
+        store: Arc<Store>,
+        digest: Digest,
+        tmp: PathBuf,
+        out: File,
+        file: File,
+    ) -> (FillWriter, Arc<Fill>) {
         let (progress, _) = watch::channel(Progress {
             head: None,
             written: 0,

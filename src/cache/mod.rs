@@ -106,7 +106,9 @@ pub enum Lookup {
 }
 
 fn now_tick() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -135,7 +137,10 @@ impl Store {
         // Fills of a process that died (or of an earlier process with our pid).
         for entry in std::fs::read_dir(dir.join("tmp"))?.flatten() {
             let name = entry.file_name();
-            let pid = name.to_str().and_then(|n| n.split('.').nth(1)).and_then(|p| p.parse().ok());
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('.').nth(1))
+                .and_then(|p| p.parse().ok());
             if !pid.is_some_and(process_alive) {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -143,7 +148,11 @@ impl Store {
         let mut index = Index::default();
         for shard in std::fs::read_dir(dir.join("blobs/sha256"))?.flatten() {
             for f in std::fs::read_dir(shard.path())?.flatten() {
-                let Some(d) = f.file_name().to_str().and_then(|n| Digest::parse(&format!("sha256:{n}"))) else {
+                let Some(d) = f
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| Digest::parse(&format!("sha256:{n}")))
+                else {
                     continue;
                 };
                 let Ok(meta) = f.metadata() else { continue };
@@ -254,7 +263,10 @@ impl Store {
             return Ok(Lookup::Cached(c));
         }
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join("tmp").join(format!("{}.{}.{n}.part", d.hex(), std::process::id()));
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{}.{}.{n}.part", d.hex(), std::process::id()));
         let out = File::options().write(true).create_new(true).open(&tmp)?;
         let read = File::open(&tmp)?;
         let (writer, fill) = FillWriter::new(self.clone(), *d, tmp, out, read);
@@ -275,7 +287,11 @@ impl Store {
             fills.remove(&fill.digest);
             let mut index = self.index.lock().expect("index lock");
             let tick = now_tick();
-            if index.entries.insert(fill.digest, Entry { size, tick, pins: 0 }).is_none() {
+            if index
+                .entries
+                .insert(fill.digest, Entry { size, tick, pins: 0 })
+                .is_none()
+            {
                 index.total += size;
             }
             metrics::cache_size(&self.label, index.total);
@@ -334,7 +350,10 @@ impl Store {
 
     /// A digest whose upstream content did not match is refused for a while.
     pub fn mismatch(&self, d: Digest, backoff: std::time::Duration) {
-        self.mismatched.lock().expect("mismatch lock").insert(d, Instant::now() + backoff);
+        self.mismatched
+            .lock()
+            .expect("mismatch lock")
+            .insert(d, Instant::now() + backoff);
     }
 
     pub fn refused(&self, d: &Digest) -> bool {

@@ -26,7 +26,15 @@ pub struct TagRecord {
 pub struct Records {
     dir: PathBuf,
     tags: Mutex<HashMap<[u8; 16], TagRecord>>,
-    links: Mutex<HashSet<[u8; 16]>>,
+    links: Mutex<Links>,
+}
+
+/// Links in memory, and the append-only file that keeps them across
+/// restarts (16 bytes each; a torn last record is ignored).
+#[derive(Debug)]
+struct Links {
+    set: HashSet<[u8; 16]>,
+    journal: Option<std::fs::File>,
 }
 
 /// At most this many links are remembered; past it the set starts over
@@ -55,10 +63,29 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Records {
     pub fn new(dir: &Path) -> Records {
+        let path = dir.join("links");
+        let mut set = HashSet::new();
+        if let Ok(raw) = std::fs::read(&path) {
+            for k in raw.chunks_exact(16) {
+                set.insert(k.try_into().expect("16-byte chunks"));
+            }
+        }
+        // Started over when it outgrew the bound (see `link`).
+        if set.len() > MAX_LINKS {
+            set.clear();
+            let _ = std::fs::remove_file(&path);
+        }
+        let journal = std::fs::File::options().create(true).append(true).open(&path);
+        if let Err(e) = &journal {
+            log::warn!("cache {}: links are not kept across restarts: {e}", dir.display());
+        }
         Records {
             dir: dir.to_owned(),
             tags: Mutex::new(HashMap::new()),
-            links: Mutex::new(HashSet::new()),
+            links: Mutex::new(Links {
+                set,
+                journal: journal.ok(),
+            }),
         }
     }
 
@@ -116,7 +143,10 @@ impl Records {
 
     pub fn put_tag(&self, upstream: &str, repository: &str, tag: &str, record: TagRecord) {
         let k = key(&[upstream, repository, tag]);
-        let text = format!("{}\n{}\n{upstream} {repository}:{tag}\n", record.digest, record.media_type);
+        let text = format!(
+            "{}\n{}\n{upstream} {repository}:{tag}\n",
+            record.digest, record.media_type
+        );
         if let Err(e) = write_atomic(&self.tag_path(&k), text.as_bytes()) {
             log::warn!("cache: could not record tag {repository}:{tag}: {e}");
         }
@@ -144,14 +174,22 @@ impl Records {
     pub fn link(&self, upstream: &str, repository: &str, d: &Digest) {
         let k = key(&[upstream, repository, &d.hex()]);
         let mut links = self.links.lock().expect("links lock");
-        if links.len() >= MAX_LINKS {
-            links.clear();
+        if links.set.len() >= MAX_LINKS {
+            links.set.clear();
+            if let Some(j) = &links.journal {
+                let _ = j.set_len(0);
+            }
         }
-        links.insert(k);
+        if links.set.insert(k)
+            && let Some(j) = &mut links.journal
+        {
+            use std::io::Write;
+            let _ = j.write_all(&k);
+        }
     }
 
     pub fn linked(&self, upstream: &str, repository: &str, d: &Digest) -> bool {
         let k = key(&[upstream, repository, &d.hex()]);
-        self.links.lock().expect("links lock").contains(&k)
+        self.links.lock().expect("links lock").set.contains(&k)
     }
 }

@@ -4,12 +4,26 @@ use std::sync::Arc;
 use super::*;
 
 fn store(dir: &std::path::Path, max: u64) -> Arc<Store> {
-    Store::open(dir, Limits { max_size: max, fsync: false }).unwrap()
+    Store::open(
+        dir,
+        Limits {
+            max_size: max,
+            fsync: false,
+        },
+    )
+    .unwrap()
 }
 
 async fn fill(s: &Arc<Store>, body: &[u8], claimed: Digest) -> Result<u64, FinishError> {
-    let Lookup::Lead(mut w, _) = s.lookup(&claimed).unwrap() else { panic!("expected a new fill") };
-    w.set_head(FillHead { status: 200, total: Some(body.len() as u64), error_body: Bytes::new(), content_type: None });
+    let Lookup::Lead(mut w, _) = s.lookup(&claimed).unwrap() else {
+        panic!("expected a new fill")
+    };
+    w.set_head(FillHead {
+        status: 200,
+        total: Some(body.len() as u64),
+        error_body: Bytes::new(),
+        content_type: None,
+    });
     w.write(body).await.unwrap();
     w.finish(false).await
 }
@@ -37,9 +51,16 @@ async fn followers_join_the_running_fill_and_readers_never_see_the_last_byte_ear
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path(), 1 << 30);
     let d = Digest::of(b"abc");
-    let Lookup::Lead(mut w, fill) = s.lookup(&d).unwrap() else { panic!() };
+    let Lookup::Lead(mut w, fill) = s.lookup(&d).unwrap() else {
+        panic!()
+    };
     assert!(matches!(s.lookup(&d).unwrap(), Lookup::Follow(f) if Arc::ptr_eq(&f, &fill)));
-    w.set_head(FillHead { status: 200, total: Some(3), error_body: Bytes::new(), content_type: None });
+    w.set_head(FillHead {
+        status: 200,
+        total: Some(3),
+        error_body: Bytes::new(),
+        content_type: None,
+    });
     let rx = fill.subscribe();
     w.write(b"abc").await.unwrap();
     w.flush().await.unwrap();
@@ -61,7 +82,11 @@ async fn eviction_spares_pinned_blobs_and_stops_at_the_low_mark() {
         fill(&s, b, Digest::of(b)).await.unwrap();
     }
     assert!(s.open_blob(&d0).is_some(), "a pinned blob stays");
-    assert!(s.size() <= 100 + 40, "only the pinned blob exceeds the bound: {}", s.size());
+    assert!(
+        s.size() <= 100 + 40,
+        "only the pinned blob exceeds the bound: {}",
+        s.size()
+    );
     drop(pinned);
     assert!(s.size() <= 100);
 }
@@ -71,12 +96,28 @@ async fn a_reopened_store_indexes_without_reading_and_drops_dead_fills() {
     let dir = tempfile::tempdir().unwrap();
     let d = Digest::of(b"kept");
     {
-        let s = Store::create(dir.path(), Limits { max_size: 1 << 20, fsync: true }).unwrap();
+        let s = Store::create(
+            dir.path(),
+            Limits {
+                max_size: 1 << 20,
+                fsync: true,
+            },
+        )
+        .unwrap();
         let s = Arc::new(s);
         fill(&s, b"kept", d).await.unwrap();
     }
     std::fs::write(dir.path().join("tmp/ab.999999999.0.part"), b"partial").unwrap();
-    let s = Arc::new(Store::create(dir.path(), Limits { max_size: 1 << 20, fsync: true }).unwrap());
+    let s = Arc::new(
+        Store::create(
+            dir.path(),
+            Limits {
+                max_size: 1 << 20,
+                fsync: true,
+            },
+        )
+        .unwrap(),
+    );
     assert_eq!(s.size(), 4);
     assert!(s.open_blob(&d).is_some());
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
@@ -88,10 +129,19 @@ fn records_round_trip() {
     let s = store(dir.path(), 1 << 20);
     let body = br#"{"schemaVersion":2}"#;
     let d = Digest::of(body);
-    s.records().put_manifest(&d, "application/vnd.oci.image.manifest.v1+json", body).unwrap();
+    s.records()
+        .put_manifest(&d, "application/vnd.oci.image.manifest.v1+json", body)
+        .unwrap();
     let (mt, b) = s.records().manifest(&d).unwrap();
-    assert_eq!((mt.as_str(), &b[..]), ("application/vnd.oci.image.manifest.v1+json", &body[..]));
-    let rec = TagRecord { digest: d, media_type: mt, validated: SystemTime::now() };
+    assert_eq!(
+        (mt.as_str(), &b[..]),
+        ("application/vnd.oci.image.manifest.v1+json", &body[..])
+    );
+    let rec = TagRecord {
+        digest: d,
+        media_type: mt,
+        validated: SystemTime::now(),
+    };
     s.records().put_tag("up", "a/b", "1.0", rec.clone());
     let fresh = records::Records::new(dir.path());
     assert_eq!(fresh.tag("up", "a/b", "1.0").unwrap().digest, d);
@@ -100,4 +150,8 @@ fn records_round_trip() {
     s.records().link("up", "a/b", &d);
     assert!(s.records().linked("up", "a/b", &d));
     assert!(!s.records().linked("other", "a/b", &d));
+    assert!(
+        records::Records::new(dir.path()).linked("up", "a/b", &d),
+        "links survive a restart"
+    );
 }

@@ -43,4 +43,6 @@ pub struct CacheSection {
     pub max_stale: Option<Duration>,
     /// fsync each blob before it is committed (default true).
     pub fsync: Option<bool>,
+    /// How long a digest whose upstream content did not match is refused (default 30s).
+    pub mismatch_backoff: Option<Duration>,
 }

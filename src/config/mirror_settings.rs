@@ -28,6 +28,7 @@ pub struct CredentialSettings {
 }
 
 pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+pub const DEFAULT_MISMATCH_BACKOFF: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Smaller caches would evict most of what one image pull brings.
 pub const MIN_CACHE_SIZE: u64 = 1 << 20;
@@ -40,6 +41,7 @@ pub struct CacheSettings {
     pub tag_ttl: Duration,
     pub max_stale: Duration,
     pub fsync: bool,
+    pub mismatch_backoff: Duration,
 }
 
 /// The mirror side of one registry; the default is a plain proxy.
@@ -61,6 +63,7 @@ pub fn normalize_ns(value: &str) -> Option<String> {
     let v = value.trim().to_ascii_lowercase();
     let ok = !v.is_empty()
         && v.len() <= 255
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
     ok.then_some(v)
 }

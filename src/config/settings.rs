@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::file::{AccessLogFormat, GatewayFile};
 use super::grants::{Principal, RepoGlob};
-pub use super::upstream_file::PolicySetting;
 pub use super::mirror_settings::*;
+pub use super::upstream_file::PolicySetting;
 use super::values::{IpNet, UpstreamUrl};
 
 /// Process-wide settings.

@@ -122,7 +122,11 @@ impl Target {
         if host.is_empty() {
             return None;
         }
-        let path_and_query = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+        let path_and_query = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
         Some(Target {
             tls,
             host: host.to_ascii_lowercase(),
@@ -133,7 +137,11 @@ impl Target {
 
     /// `host[:port]` for a Host header.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         if self.port == if self.tls { 443 } else { 80 } {
             host
         } else {

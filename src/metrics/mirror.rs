@@ -22,7 +22,10 @@ struct Families {
 
 static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     let size = IntGaugeVec::new(
-        Opts::new("registry_gateway_cache_size_bytes", "Bytes of committed blobs and manifests in each cache directory."),
+        Opts::new(
+            "registry_gateway_cache_size_bytes",
+            "Bytes of committed blobs and manifests in each cache directory.",
+        ),
         &["dir"],
     )
     .expect("valid metric definition");

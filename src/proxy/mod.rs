@@ -9,6 +9,7 @@ use std::time::Instant;
 mod access_line;
 mod attempts;
 mod front;
+mod mirrored;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -77,6 +78,15 @@ pub struct RequestCtx {
     verdict: Verdict,
     /// HTTP/2 request bodies: small DATA frames gathered before the upstream write.
     body: Option<BodyCoalescer>,
+    /// The `/<ns>` path segment the request named its upstream with.
+    ns_segment: Option<String>,
+    /// The upstream came from `?ns=`, removed before forwarding.
+    ns_query: bool,
+    /// The gateway's own Authorization for the upstream, and its scope.
+    upstream_authorization: Option<http::HeaderValue>,
+    auth_scope: String,
+    /// How the cache answered, for the access log.
+    cache: Option<crate::mirror::CacheStatus>,
 }
 
 impl RequestCtx {
@@ -117,6 +127,11 @@ impl ProxyHttp for RegistryProxy {
             strip_mount: false,
             verdict: Verdict::NotApplied,
             body: None,
+            ns_segment: None,
+            ns_query: false,
+            upstream_authorization: None,
+            auth_scope: String::new(),
+            cache: None,
         }
     }
 
@@ -182,6 +197,13 @@ impl ProxyHttp for RegistryProxy {
         };
         ctx.route = Some(route);
         ctx.view = Some(view);
+        if v2
+            && let Some(m) = &registry.mirror
+            && mirrored::refuse_write(session, m).await?
+        {
+            ctx.registry = Some(registry);
+            return Ok(true);
+        }
         // Decided on the same checked path routing used: no other
         // spelling of a path can reach the upstream unauthenticated.
         let gate = guard::admit(session, &ctx.snapshot.auth, &registry, target, route, ip).await?;
@@ -208,12 +230,24 @@ impl ProxyHttp for RegistryProxy {
             return Ok(true);
         }
         if v2 {
+            ctx.upstream = Some(target.upstream.clone());
+            if let Some(m) = registry.mirror.clone()
+                && mirrored::handle(session, ctx, &m, &registry.name).await?
+            {
+                ctx.registry = Some(registry);
+                return Ok(true);
+            }
+            let routed = ctx.upstream.take().unwrap_or_else(|| target.upstream.clone());
             let req = session.req_header();
             // The hint never reaches the upstream.
             ctx.strip_hint = affinity::hint(req.uri.query()).is_some();
-            let d = registry.v2_destination(&target.upstream, &req.method, req.uri.path(), req.uri.query());
+            let d = registry.v2_destination(&routed, &req.method, req.uri.path(), req.uri.query());
             ctx.upstream = Some(d.upstream);
             ctx.forced = d.replica;
+            if mirrored::login(session, ctx).await? {
+                ctx.registry = Some(registry);
+                return Ok(true);
+            }
         } else {
             ctx.upstream = Some(target.upstream.clone());
         }
@@ -277,22 +311,34 @@ impl ProxyHttp for RegistryProxy {
     ) -> Result<()> {
         if let (Some(up), Some(pick), Some(view)) = (&ctx.upstream, &ctx.pick, &ctx.view) {
             let replica = up.pool.replica(pick.index);
-            rewrite::prepare_upstream_request(req, view, up.host_header, &replica.authority_header);
-            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            let mut unhinted = ctx.strip_hint.then(|| affinity::strip(target));
-            if ctx.strip_mount {
-                let t = unhinted.as_deref().unwrap_or(target);
-                unhinted = Some(query::without(t, &["mount", "from"]));
+            // An upstream the gateway logs in to is a registry of its own
+            // (ghcr.io, ...): it gets its own name.
+            let host_mode = if up.auth.is_some() {
+                crate::config::HostHeaderMode::Upstream
+            } else {
+                up.host_header
+            };
+            rewrite::prepare_upstream_request(req, view, host_mode, &replica.authority_header);
+            let original = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut rewritten = mirrored::upstream_target(ctx, original);
+            if ctx.strip_hint {
+                rewritten = Some(affinity::strip(rewritten.as_deref().unwrap_or(original)));
             }
-            let target = unhinted.as_deref().unwrap_or(target);
+            if ctx.strip_mount {
+                let t = rewritten.as_deref().unwrap_or(original);
+                rewritten = Some(query::without(t, &["mount", "from"]));
+            }
+            let target = rewritten.as_deref().unwrap_or(original);
             if let Some(uri) = rewrite::prefixed_target(target, &replica.path_prefix) {
                 req.set_uri(uri);
-            } else if let Some(Ok(uri)) = unhinted.map(http::Uri::try_from) {
+            } else if let Some(Ok(uri)) = rewritten.map(http::Uri::try_from) {
                 req.set_uri(uri);
             }
-            // Credentials the gateway checked are its own business; requests
-            // it did not authenticate keep theirs for the upstream to check.
-            if ctx.user.is_some() && !up.forward_authorization {
+            if up.auth.is_some() {
+                mirrored::authorize(req, ctx);
+            } else if ctx.user.is_some() && !up.forward_authorization {
+                // Credentials the gateway checked are its own business; requests
+                // it did not authenticate keep theirs for the upstream to check.
                 req.remove_header(&AUTHORIZATION);
             }
         }
@@ -328,7 +374,14 @@ impl ProxyHttp for RegistryProxy {
             up.metrics.response(ctx.upstream_status);
             up.pool.answered(pick.index, ctx.upstream_status);
             let v2 = ctx.route == Some(Route::V2);
+            mirrored::refused(resp, ctx, up);
             rewrite::prepare_client_response(resp, &replica.authority, &replica.path_prefix, view, v2);
+            if let Some(seg) = &ctx.ns_segment
+                && let Some(l) = (resp.headers.get(http::header::LOCATION))
+                    .and_then(|l| mirrored::client_location(l.as_bytes(), seg))
+            {
+                let _ = resp.insert_header(http::header::LOCATION, l);
+            }
             // The upload URL names the replica that answered its POST.
             if v2
                 && let Some(tagged) = (resp.headers.get(http::header::LOCATION))

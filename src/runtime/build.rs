@@ -1,12 +1,12 @@
 //! Settings → [`Snapshot`]: loads the files the configuration names and
 //! builds the objects the proxy uses, reporting every problem at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Snapshot, access};
+use super::{Snapshot, access, mirror};
 use crate::access::AccessPolicy;
 use crate::auth::{AuthPolicy, AuthScope, Authenticator, HtpasswdFile};
 use crate::config::file::{AuthScopeSetting, AuthSetting, RegistrySection, RouteSection};
@@ -30,6 +30,7 @@ pub(super) fn build(settings: Settings, issues: Vec<ConfigIssue>) -> Result<Snap
         htpasswd_files: BTreeMap::new(),
         warnings: Vec::new(),
         other_registries: None,
+        stores: HashMap::new(),
     };
     let listeners: Vec<Listener> = settings
         .listeners
@@ -37,13 +38,18 @@ pub(super) fn build(settings: Settings, issues: Vec<ConfigIssue>) -> Result<Snap
         .enumerate()
         .map(|(i, l)| b.listener(i, l))
         .collect();
+    let cached = mirror::cached_upstreams(&settings);
     for (name, u) in &settings.file.upstreams {
         // An upstream without URLs was reported by `config`.
         let Some(pool) = settings.pools.get(name).filter(|p| !p.urls.is_empty()) else {
             continue;
         };
         match Upstream::new(name, u, pool, &settings.timeouts, &settings.dir) {
-            Ok(up) => {
+            Ok(mut up) => {
+                match mirror::upstream_auth(&settings, name, &cached) {
+                    Ok(auth) => up.auth = auth.map(Arc::new),
+                    Err(e) => b.issue(format!("upstreams.{name}.credentials"), e),
+                }
                 b.upstreams.insert(name.clone(), Arc::new(up));
             }
             Err(e) => b.issue(format!("upstreams.{name}.{}", e.key), e.message),
@@ -105,6 +111,8 @@ struct Builder<'a> {
     warnings: Vec<String>,
     /// Shared by the registries past `max_registry_labels`.
     other_registries: Option<Arc<RegistryMetrics>>,
+    /// Cache stores by directory.
+    stores: HashMap<PathBuf, Arc<crate::cache::Store>>,
 }
 
 impl Builder<'_> {
@@ -242,10 +250,18 @@ impl Builder<'_> {
             ping: ping?,
             v1,
         };
+        let mirror = match mirror::mirror(&self.settings.mirrors[i], &r.name, &self.upstreams, &mut self.stores) {
+            Ok(m) => m.map(Arc::new),
+            Err((k, message)) => {
+                self.issue(format!("{key}.{k}"), message);
+                None
+            }
+        };
         let mut upload_upstreams: Vec<Arc<Upstream>> = Vec::new();
-        for t in [&routes.v2] {
-            if !upload_upstreams.iter().any(|u| u.pool.key() == t.upstream.pool.key()) {
-                upload_upstreams.push(t.upstream.clone());
+        let ns_upstreams = mirror.iter().flat_map(|m| m.ns.values());
+        for u in std::iter::once(&routes.v2.upstream).chain(ns_upstreams) {
+            if !upload_upstreams.iter().any(|x| x.pool.key() == u.pool.key()) {
+                upload_upstreams.push(u.clone());
             }
         }
         Some(Arc::new(VirtualRegistry {
@@ -256,6 +272,7 @@ impl Builder<'_> {
             routes,
             metrics: self.registry_metrics(i, &r.name),
             access: access::for_registry(&self.settings.registry_access[i], gateway_access),
+            mirror,
         }))
     }
 

@@ -7,6 +7,7 @@
 mod access;
 mod build;
 mod current;
+mod mirror;
 mod summary;
 
 use std::path::{Path, PathBuf};

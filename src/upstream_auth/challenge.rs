@@ -21,7 +21,12 @@ pub fn parse(header: &str) -> Option<Challenge> {
     let mut basic = false;
     for (scheme, params) in challenges(header) {
         if scheme.eq_ignore_ascii_case("bearer") {
-            let get = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+            let get = |k: &str| {
+                params
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v.clone())
+            };
             if let Some(realm) = get("realm") {
                 return Some(Challenge::Bearer {
                     realm,
@@ -94,7 +99,9 @@ mod tests {
 
     #[test]
     fn bearer_with_quoted_commas() {
-        let c = parse(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#);
+        let c = parse(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#,
+        );
         assert_eq!(
             c,
             Some(Challenge::Bearer {
@@ -110,10 +117,19 @@ mod tests {
         assert_eq!(parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(parse("basic"), Some(Challenge::Basic));
         let both = parse(r#"Basic realm="x", Bearer realm="http://h/t", service=s"#);
-        assert!(matches!(both, Some(Challenge::Bearer { ref realm, ref service, .. }) if realm == "http://h/t" && service.as_deref() == Some("s")));
+        assert!(
+            matches!(both, Some(Challenge::Bearer { ref realm, ref service, .. }) if realm == "http://h/t" && service.as_deref() == Some("s"))
+        );
         assert_eq!(parse(r#"Negotiate abc"#), None);
         assert_eq!(parse(r#"Bearer service="x""#), None);
-        assert_eq!(parse(r#"Bearer realm="a\"b""#), Some(Challenge::Bearer { realm: "a\"b".into(), service: None, scope: None }));
+        assert_eq!(
+            parse(r#"Bearer realm="a\"b""#),
+            Some(Challenge::Bearer {
+                realm: "a\"b".into(),
+                service: None,
+                scope: None
+            })
+        );
         assert_eq!(parse(""), None);
     }
 }

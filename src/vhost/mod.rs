@@ -269,6 +269,8 @@ pub struct VirtualRegistry {
     pub pins: RepositoryPins<Arc<Upstream>>,
     /// Per-repository access rules; `None`: any request auth lets through.
     pub access: Option<Arc<crate::access::AccessPolicy>>,
+    /// `ns` routing, `push: deny` and the cache; `None`: a plain proxy.
+    pub mirror: Option<Arc<crate::mirror::Mirror>>,
 }
 
 /// Uploads started before this many reloads ago that moved the registry's

@@ -95,7 +95,10 @@ impl Checker<'_> {
                 self.issue(key.clone(), format!("unknown upstream `{upstream}`"));
             }
             let Some(norm) = normalize_ns(value) else {
-                self.issue(key, format!("`{value}` is not a registry host name (such as `docker.io` or `ghcr.io`)"));
+                self.issue(
+                    key,
+                    format!("`{value}` is not a registry host name (such as `docker.io` or `ghcr.io`)"),
+                );
                 continue;
             };
             let names: Vec<String> = if DOCKER_HUB_ALIASES.contains(&norm.as_str()) {
@@ -130,6 +133,7 @@ impl Checker<'_> {
                 tag_ttl: c.tag_ttl.map_or(DEFAULT_TAG_TTL, |d| d.0),
                 max_stale,
                 fsync: c.fsync.unwrap_or(true),
+                mismatch_backoff: c.mismatch_backoff.map_or(DEFAULT_MISMATCH_BACKOFF, |d| d.0),
             }
         });
         MirrorSettings {

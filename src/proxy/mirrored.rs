@@ -1,0 +1,177 @@
+//! The proxy phases' part for mirrors: `push: deny`, `ns` routing, reads
+//! the cache answers, tags invalidated by writes, and the gateway's own
+//! Authorization on requests to upstreams it logs in to.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::RequestCtx;
+use crate::metrics::mirror as metrics;
+use crate::mirror::{self, Lookup, Mirror, NsRoute};
+use crate::operation::{self, Operation};
+use crate::reply::ErrorReply;
+use crate::routing::Route;
+use crate::upstream::Upstream;
+use crate::upstream_auth::{self, AuthError};
+
+/// `push: deny`: writes get 405 UNSUPPORTED before any challenge.
+pub(super) async fn refuse_write(session: &mut Session, m: &Mirror) -> Result<bool> {
+    let method = &session.req_header().method;
+    if !m.push_deny || *method == http::Method::GET || *method == http::Method::HEAD {
+        return Ok(false);
+    }
+    mirror::respond::error(session, 405, "UNSUPPORTED", "this registry is a read-only mirror").await?;
+    Ok(true)
+}
+
+/// Routes by `ns`, answers what the cache serves, and gets the upstream
+/// Authorization for the rest. `Ok(true)`: answered here.
+pub(super) async fn handle(session: &mut Session, ctx: &mut RequestCtx, m: &Mirror, registry: &str) -> Result<bool> {
+    let req = session.req_header();
+    let path = req.uri.path();
+    match m.route(path, req.uri.query()) {
+        NsRoute::Default => {}
+        NsRoute::To { upstream, path_segment } => {
+            ctx.upstream = Some(upstream.clone());
+            ctx.ns_segment = path_segment.map(str::to_owned);
+            ctx.ns_query = path_segment.is_none();
+        }
+        NsRoute::Unknown => {
+            let msg = "unknown `ns`: this mirror serves only its configured upstreams";
+            mirror::respond::error(session, 404, "NAME_UNKNOWN", msg).await?;
+            return Ok(true);
+        }
+        NsRoute::Ambiguous => {
+            ErrorReply::BadRequest("`ns` given more than once")
+                .send(session, true)
+                .await?;
+            return Ok(true);
+        }
+    }
+    let Some(upstream) = ctx.upstream.clone() else {
+        return Ok(false);
+    };
+    let effective = match &ctx.ns_segment {
+        Some(seg) => format!("/v2{}", &path[3 + seg.len()..]),
+        None => path.to_owned(),
+    };
+    let method = req.method.clone();
+    let request = operation::classify(&method, Some(Route::V2), &effective);
+    if let Some(cache) = &m.cache {
+        if request.operation == Operation::Base && (method == http::Method::GET || method == http::Method::HEAD) {
+            // A mirror's ping never depends on its upstream (outages).
+            let mut resp = mirror::respond::head(200, None)?;
+            resp.insert_header("Content-Type", "application/json")?;
+            resp.insert_header("Content-Length", 2)?;
+            let body = if method == http::Method::HEAD { "" } else { "{}" };
+            crate::reply::write_and_discard(session, resp, bytes::Bytes::from_static(body.as_bytes())).await?;
+            return Ok(true);
+        }
+        let lookup = Lookup {
+            cache,
+            upstream: &upstream,
+            repository: request.repository,
+            registry: Arc::from(registry),
+        };
+        if let Some(done) = Box::pin(mirror::answer(session, &lookup, request.operation, request.reference)).await? {
+            ctx.cache = done.cache;
+            ctx.upstream_status = done.upstream_status;
+            return Ok(true);
+        }
+        if matches!(request.operation, Operation::ManifestPut | Operation::ManifestDelete) {
+            mirror::invalidate(cache, &upstream, request.repository, request.reference);
+        }
+        if matches!(
+            request.operation,
+            Operation::BlobGet | Operation::BlobHead | Operation::ManifestGet | Operation::ManifestHead
+        ) {
+            let kind = if matches!(request.operation, Operation::BlobGet | Operation::BlobHead) {
+                "blob"
+            } else {
+                "manifest"
+            };
+            metrics::cache_request(registry, kind, "bypass");
+        }
+    }
+    Ok(false)
+}
+
+/// The gateway's Authorization for a proxied request to an upstream it
+/// logs in to (with or without a mirror block). `Ok(true)`: answered here.
+pub(super) async fn login(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    let Some(upstream) = ctx.upstream.clone() else {
+        return Ok(false);
+    };
+    let Some(auth) = &upstream.auth else { return Ok(false) };
+    let req = session.req_header();
+    let path = req.uri.path();
+    let effective = match &ctx.ns_segment {
+        Some(seg) => format!("/v2{}", &path[3 + seg.len()..]),
+        None => path.to_owned(),
+    };
+    let request = operation::classify(&req.method, Some(Route::V2), &effective);
+    let from = crate::query::first(req.uri.query(), "from");
+    ctx.auth_scope = upstream_auth::scope(&req.method, request.repository, from.as_deref());
+    match auth.authorization(&upstream.pool, &ctx.auth_scope).await {
+        Ok(a) => {
+            ctx.upstream_authorization = a;
+            Ok(false)
+        }
+        Err(e @ AuthError::Unreachable { .. }) => {
+            log::warn!("{e}");
+            ErrorReply::BadGateway.send(session, true).await?;
+            Ok(true)
+        }
+        Err(e @ AuthError::Refused { .. }) => {
+            log::warn!("{e}");
+            let msg = format!("upstream {} refused the gateway's credentials", upstream.name);
+            mirror::respond::error(session, 403, "DENIED", &msg).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The upstream target without the `ns` path segment or parameter.
+pub(super) fn upstream_target(ctx: &RequestCtx, target: &str) -> Option<String> {
+    let mut out = ctx
+        .ns_segment
+        .as_ref()
+        .map(|seg| format!("/v2{}", &target[3 + seg.len()..]));
+    if ctx.ns_query {
+        out = Some(crate::query::without(out.as_deref().unwrap_or(target), &["ns"]));
+    }
+    out
+}
+
+/// Swaps the client's Authorization for the gateway's own.
+pub(super) fn authorize(req: &mut RequestHeader, ctx: &RequestCtx) {
+    req.remove_header(&AUTHORIZATION);
+    if let Some(a) = &ctx.upstream_authorization {
+        let _ = req.insert_header(AUTHORIZATION, a.clone());
+    }
+}
+
+/// An upstream the gateway logs in to refused it: the client cannot fix
+/// that with credentials of its own, so 403, without the upstream's challenge.
+pub(super) fn refused(resp: &mut ResponseHeader, ctx: &RequestCtx, upstream: &Upstream) {
+    if resp.status.as_u16() == 401
+        && let Some(auth) = &upstream.auth
+    {
+        auth.rejected(&ctx.auth_scope);
+        log::warn!("upstream {} answered 401 to the gateway's credentials", upstream.name);
+        let _ = resp.set_status(403);
+        resp.remove_header(&WWW_AUTHENTICATE);
+    }
+}
+
+/// Puts the `ns` path segment back into an upload's Location.
+pub(super) fn client_location(location: &[u8], segment: &str) -> Option<HeaderValue> {
+    let text = std::str::from_utf8(location).ok()?;
+    let at = text.find("/v2/")? + 3;
+    HeaderValue::try_from(format!("{}{segment}{}", &text[..at], &text[at..])).ok()
+}
