@@ -24,9 +24,12 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod auth;
+pub mod auth_registry;
 pub mod gateway;
 pub mod grafana;
+pub mod hashing;
 pub mod http;
+pub mod mirror;
 pub mod oci;
 pub mod pools;
 pub mod ports;
@@ -35,13 +38,17 @@ pub mod prometheus;
 pub mod python;
 pub mod registry;
 pub mod skopeo;
+pub mod tap;
 pub mod token_server;
 pub mod upstreams;
 
 pub use auth::*;
+pub use auth_registry::*;
 pub use gateway::*;
 pub use grafana::*;
+pub use hashing::*;
 pub use http::*;
+pub use mirror::*;
 pub use oci::*;
 pub use pools::*;
 pub use ports::*;
@@ -50,6 +57,7 @@ pub use prometheus::*;
 pub use python::*;
 pub use registry::*;
 pub use skopeo::*;
+pub use tap::Tap;
 pub use token_server::TokenServer;
 pub use upstreams::*;
 
