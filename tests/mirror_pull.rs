@@ -244,6 +244,13 @@ fn client_authorization_never_reaches_a_mirrored_upstream() {
     assert_eq!(got.sha256, layer.digest, "{}", got.describe());
     assert_gets(&basic, &layer.digest, 1, "the uncached blob");
 
+    // Tag lists are proxied, not cached: the gateway's login replaces alice's.
+    let rsp = Request::get("/v2/team/app/tags/list")
+        .header("Authorization", &alice)
+        .send(gw);
+    assert_eq!(rsp.status, 200, "proxied tags/list with alice's credentials:\n{}", rsp.describe());
+    assert_eq!(rsp.json()["tags"], serde_json::json!(["1.0"]), "{}", rsp.describe());
+
     // A real client logging in as alice.
     let dir = work.path().join("pulled");
     let out = skopeo_pull_with_creds(
