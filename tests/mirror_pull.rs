@@ -248,7 +248,12 @@ fn client_authorization_never_reaches_a_mirrored_upstream() {
     let rsp = Request::get("/v2/team/app/tags/list")
         .header("Authorization", &alice)
         .send(gw);
-    assert_eq!(rsp.status, 200, "proxied tags/list with alice's credentials:\n{}", rsp.describe());
+    assert_eq!(
+        rsp.status,
+        200,
+        "proxied tags/list with alice's credentials:\n{}",
+        rsp.describe()
+    );
     assert_eq!(rsp.json()["tags"], serde_json::json!(["1.0"]), "{}", rsp.describe());
 
     // A real client logging in as alice.

@@ -344,6 +344,10 @@ impl Store {
         }
     }
 
+    pub fn max_size(&self) -> u64 {
+        self.max_size.load(Ordering::Relaxed)
+    }
+
     pub fn size(&self) -> u64 {
         self.index.lock().expect("index lock").total
     }

@@ -40,6 +40,44 @@ pub struct Mirror {
     pub cache: Option<CacheUse>,
 }
 
+impl Mirror {
+    /// For `check`: the `ns` map, `push: deny` and the cache.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut by_upstream: Vec<(&str, Vec<&str>)> = Vec::new();
+        let mut keys: Vec<(&String, &Arc<Upstream>)> = self.ns.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, u) in keys {
+            match by_upstream.iter_mut().find(|(n, _)| *n == u.name) {
+                Some((_, ks)) => ks.push(k),
+                None => by_upstream.push((&u.name, vec![k])),
+            }
+        }
+        for (u, ks) in by_upstream {
+            let how = if self.ns_in_path {
+                "?ns= or first path segment"
+            } else {
+                "?ns="
+            };
+            out.push(format!("ns {} -> {u} ({how})", ks.join(", ")));
+        }
+        if self.push_deny {
+            out.push("push: deny (writes get 405 UNSUPPORTED)".to_owned());
+        }
+        if let Some(c) = &self.cache {
+            out.push(format!(
+                "cache {} (max {} bytes, now {} bytes; tags revalidated after {:?}, served stale up to {:?})",
+                c.store.label(),
+                c.store.max_size(),
+                c.store.size(),
+                c.tag_ttl,
+                c.max_stale
+            ));
+        }
+        out
+    }
+}
+
 /// Where `ns` sends a request.
 #[derive(Debug)]
 pub enum NsRoute<'a> {

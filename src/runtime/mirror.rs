@@ -54,7 +54,7 @@ pub fn upstream_auth(
             let secret = read_secret(&c.secret)?;
             Ok(Some(UpstreamAuth::new(
                 name,
-                Some((c.username.clone(), secret)),
+                Some((c.username.clone(), secret, c.secret.describe())),
                 timeouts,
             )))
         }

@@ -68,6 +68,9 @@ pub fn summary(c: &Snapshot) -> String {
             }
         }
         let _ = writeln!(out, "    {}", u.pool.describe_watch());
+        if let Some(auth) = &u.auth {
+            let _ = writeln!(out, "    gateway login: {}", auth.describe());
+        }
     }
     let _ = writeln!(out, "registries:");
     for (i, r) in c.registries.iter().enumerate() {
@@ -81,6 +84,9 @@ pub fn summary(c: &Snapshot) -> String {
             .map_or("404 (no legacy upstream)".to_owned(), describe_target);
         let _ = writeln!(out, "    /v1/...            -> {v1}");
         let _ = writeln!(out, "    other paths        -> 404");
+        for line in r.mirror.iter().flat_map(|m| m.describe()) {
+            let _ = writeln!(out, "    {line}");
+        }
         match &r.access {
             None => {}
             Some(policy) => {

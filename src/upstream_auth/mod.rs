@@ -76,11 +76,18 @@ pub struct UpstreamAuth {
     fetching: tokio::sync::Mutex<()>,
     timeouts: PeerTimeouts,
     warned_realm: AtomicBool,
+    /// For `check`: who logs in, with a password from where.
+    described: String,
 }
 
 impl UpstreamAuth {
-    pub fn new(upstream: &str, credentials: Option<(String, Secret)>, timeouts: PeerTimeouts) -> UpstreamAuth {
-        let basic = credentials.as_ref().map(|(user, secret)| {
+    /// `credentials`: user, password, and where the password came from.
+    pub fn new(upstream: &str, credentials: Option<(String, Secret, String)>, timeouts: PeerTimeouts) -> UpstreamAuth {
+        let described = match &credentials {
+            Some((user, secret, from)) => format!("logs in as {user} (password from {from}, {} bytes)", secret.len()),
+            None => "anonymous tokens when the upstream asks for them".to_owned(),
+        };
+        let basic = credentials.as_ref().map(|(user, secret, _)| {
             let raw = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", secret.0));
             let mut v = HeaderValue::try_from(format!("Basic {raw}")).expect("base64 is a valid header value");
             v.set_sensitive(true);
@@ -89,14 +96,19 @@ impl UpstreamAuth {
         metrics::init_upstream(upstream);
         UpstreamAuth {
             upstream: upstream.to_owned(),
-            username: credentials.map(|(u, _)| u),
+            username: credentials.map(|(u, _, _)| u),
             basic,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
             timeouts,
             warned_realm: AtomicBool::new(false),
+            described,
         }
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.described
     }
 
     pub fn username(&self) -> Option<&str> {

@@ -25,6 +25,7 @@
 
 pub mod auth;
 pub mod auth_registry;
+pub mod check;
 pub mod gateway;
 pub mod grafana;
 pub mod hashing;
@@ -44,6 +45,7 @@ pub mod upstreams;
 
 pub use auth::*;
 pub use auth_registry::*;
+pub use check::*;
 pub use gateway::*;
 pub use grafana::*;
 pub use hashing::*;
