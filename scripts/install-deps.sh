@@ -32,7 +32,9 @@ case "$mode" in
       /usr/bin/systemd-analyze:systemd /bin/kill:procps
       # tests/packaging.rs: kubernetes-validate's venv, and the container
       # image built without a daemon on a base made by debootstrap.
-      ensurepip:python3-venv buildah:buildah /usr/sbin/debootstrap:debootstrap)
+      ensurepip:python3-venv buildah:buildah /usr/sbin/debootstrap:debootstrap
+      # tests/mirror_pull.rs: podman pulls through a registries.conf mirror.
+      /usr/bin/podman:podman)
     ;;
   bench)
     wanted=("${build[@]}" curl:curl /usr/bin/docker-registry:docker-registry skopeo:skopeo

@@ -55,6 +55,7 @@ fn assert_gets(registry: &Registry, path_part: &str, n: usize, what: &str) {
 #[test]
 fn one_gateway_mirrors_token_and_htpasswd_registries_through_one_host() {
     require_tool(SKOPEO_BIN, "skopeo");
+    require_tool(PODMAN_BIN, "podman");
     let work = tempfile::Builder::new().prefix("mirror-pull-").tempdir().unwrap();
     // Two sources, two registries, the cache and one pulled copy at a time.
     require_free_space(work.path(), 2600 * MIB);
@@ -190,6 +191,21 @@ fn one_gateway_mirrors_token_and_htpasswd_registries_through_one_host() {
         "no access-log line with cache=stale:\n{}",
         tail(&gateway.log(), 4000)
     );
+
+    // (4) podman, pulling by the upstream's own name with the documented
+    // registries.conf mirror: with the upstream gone, only the mirror can answer.
+    let podman_dir = work.path().join("podman");
+    std::fs::create_dir_all(&podman_dir).unwrap();
+    let conf = podman_mirror_conf(&podman_dir, &basic.addr().to_string(), &format!("{gw}/basic.test"));
+    let reference = format!("{}/team/app:1.0", basic.addr());
+    let out = podman_pull(&podman_dir, &conf, &reference);
+    assert!(
+        out.status.success(),
+        "podman pull {reference} through the mirror:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&gateway.log(), 3000)
+    );
+    assert_eq!(podman_digest(&podman_dir, &conf, &reference), image_b.manifest.digest);
 }
 
 #[test]
