@@ -93,6 +93,16 @@ impl Upstream {
         })
     }
 
+    /// The Host mode in force: an upstream the gateway logs in to is a
+    /// registry of its own (ghcr.io, ...) and gets its own name.
+    pub fn host_mode(&self) -> HostHeaderMode {
+        if self.auth.is_some() {
+            HostHeaderMode::Upstream
+        } else {
+            self.host_header
+        }
+    }
+
     /// Its replicas' URLs (and policy, for several), for `check`, `route`
     /// and the start log.
     pub fn describe(&self) -> String {

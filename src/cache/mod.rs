@@ -145,6 +145,14 @@ impl Store {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        // Records half-written when a process died (see `records`).
+        for sub in ["manifests", "tags"] {
+            for entry in std::fs::read_dir(dir.join(sub))?.flatten() {
+                if entry.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let mut index = Index::default();
         for shard in std::fs::read_dir(dir.join("blobs/sha256"))?.flatten() {
             for f in std::fs::read_dir(shard.path())?.flatten() {
@@ -240,6 +248,11 @@ impl Store {
     /// The size of a committed blob, without pinning it.
     pub fn blob_size(&self, d: &Digest) -> Option<u64> {
         self.index.lock().expect("index lock").entries.get(d).map(|e| e.size)
+    }
+
+    /// Whether a download of `d` is running.
+    pub fn filling(&self, d: &Digest) -> bool {
+        self.fills.lock().expect("fills lock").contains_key(d)
     }
 
     fn forget(&self, d: &Digest) {

@@ -24,7 +24,7 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     let size = IntGaugeVec::new(
         Opts::new(
             "registry_gateway_cache_size_bytes",
-            "Bytes of committed blobs and manifests in each cache directory.",
+            "Bytes of committed blobs in each cache directory (the part max_size bounds; manifests and tags come on top).",
         ),
         &["dir"],
     )

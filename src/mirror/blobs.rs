@@ -34,7 +34,10 @@ pub(super) async fn answer(session: &mut Session, r: &Req<'_>, d: Digest) -> Res
     let path = format!("/v2/{}/blobs/{d}", r.repository);
     // A cached blob this repository was not seen with: the upstream says
     // whether the repository may read it.
-    if store.blob_size(&d).is_some() && !store.records().linked(key, r.repository, &d) {
+    // (Also while another repository's download of it runs: following it
+    // would skip that check.)
+    let present = store.blob_size(&d).is_some() || store.filling(&d);
+    if present && !store.records().linked(key, r.repository, &d) {
         let scope = upstream_auth::scope(&http::Method::GET, r.repository, None);
         match up_req::request(r.upstream, "HEAD", &path, &scope, None).await {
             Ok(a) if a.status == 200 => {

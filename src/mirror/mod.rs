@@ -183,5 +183,3 @@ pub fn invalidate(cache: &CacheUse, upstream: &Upstream, repository: &str, refer
     }
 }
 
-#[cfg(test)]
-mod tests;

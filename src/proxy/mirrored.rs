@@ -175,3 +175,22 @@ pub(super) fn client_location(location: &[u8], segment: &str) -> Option<HeaderVa
     let at = text.find("/v2/")? + 3;
     HeaderValue::try_from(format!("{}{segment}{}", &text[..at], &text[at..])).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ns_segment_goes_back_into_locations() {
+        let seg = "/basic.test";
+        assert_eq!(
+            client_location(b"/v2/team/app/blobs/uploads/u1?_state=x", seg).unwrap(),
+            "/v2/basic.test/team/app/blobs/uploads/u1?_state=x"
+        );
+        assert_eq!(
+            client_location(b"http://gw:5000/v2/team/app/blobs/uploads/u1", seg).unwrap(),
+            "http://gw:5000/v2/basic.test/team/app/blobs/uploads/u1"
+        );
+        assert!(client_location(b"/elsewhere", seg).is_none());
+    }
+}

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 mod access_line;
 mod attempts;
+mod exchange;
 mod front;
 mod mirrored;
 
@@ -21,8 +22,6 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::upstreams::peer::HttpPeer;
 
-use http::header::AUTHORIZATION;
-
 use crate::access::Verdict;
 use crate::access_log;
 use crate::affinity;
@@ -33,9 +32,8 @@ use crate::head_checks;
 use crate::metrics::{IN_FLIGHT, RegistryMetrics, RequestRecord};
 use crate::operation;
 use crate::pool::Pick;
-use crate::query;
 use crate::reply::ErrorReply;
-use crate::rewrite::{self, ClientView};
+use crate::rewrite::ClientView;
 use crate::routing::{self, Route};
 use crate::runtime::{Current, Snapshot};
 use crate::upstream::Upstream;
@@ -309,39 +307,7 @@ impl ProxyHttp for RegistryProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(up), Some(pick), Some(view)) = (&ctx.upstream, &ctx.pick, &ctx.view) {
-            let replica = up.pool.replica(pick.index);
-            // An upstream the gateway logs in to is a registry of its own
-            // (ghcr.io, ...): it gets its own name.
-            let host_mode = if up.auth.is_some() {
-                crate::config::HostHeaderMode::Upstream
-            } else {
-                up.host_header
-            };
-            rewrite::prepare_upstream_request(req, view, host_mode, &replica.authority_header);
-            let original = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            let mut rewritten = mirrored::upstream_target(ctx, original);
-            if ctx.strip_hint {
-                rewritten = Some(affinity::strip(rewritten.as_deref().unwrap_or(original)));
-            }
-            if ctx.strip_mount {
-                let t = rewritten.as_deref().unwrap_or(original);
-                rewritten = Some(query::without(t, &["mount", "from"]));
-            }
-            let target = rewritten.as_deref().unwrap_or(original);
-            if let Some(uri) = rewrite::prefixed_target(target, &replica.path_prefix) {
-                req.set_uri(uri);
-            } else if let Some(Ok(uri)) = rewritten.map(http::Uri::try_from) {
-                req.set_uri(uri);
-            }
-            if up.auth.is_some() {
-                mirrored::authorize(req, ctx);
-            } else if ctx.user.is_some() && !up.forward_authorization {
-                // Credentials the gateway checked are its own business; requests
-                // it did not authenticate keep theirs for the upstream to check.
-                req.remove_header(&AUTHORIZATION);
-            }
-        }
+        exchange::to_upstream(req, ctx);
         // Registries speak HTTP/1.1 whatever the client speaks. Runs again
         // on a retry, which replays the body: start gathering afresh.
         ctx.body = session.is_http2().then(BodyCoalescer::default);
@@ -369,27 +335,7 @@ impl ProxyHttp for RegistryProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = resp.status.as_u16();
-        if let (Some(up), Some(pick), Some(view)) = (&ctx.upstream, &ctx.pick, &ctx.view) {
-            let replica = up.pool.replica(pick.index);
-            up.metrics.response(ctx.upstream_status);
-            up.pool.answered(pick.index, ctx.upstream_status);
-            let v2 = ctx.route == Some(Route::V2);
-            mirrored::refused(resp, ctx, up);
-            rewrite::prepare_client_response(resp, &replica.authority, &replica.path_prefix, view, v2);
-            if let Some(seg) = &ctx.ns_segment
-                && let Some(l) = (resp.headers.get(http::header::LOCATION))
-                    .and_then(|l| mirrored::client_location(l.as_bytes(), seg))
-            {
-                let _ = resp.insert_header(http::header::LOCATION, l);
-            }
-            // The upload URL names the replica that answered its POST.
-            if v2
-                && let Some(tagged) = (resp.headers.get(http::header::LOCATION))
-                    .and_then(|l| affinity::tag_location(l.as_bytes(), &replica.upload_key))
-            {
-                let _ = resp.insert_header(http::header::LOCATION, tagged);
-            }
-        }
+        exchange::to_client(resp, ctx);
         Ok(())
     }
 

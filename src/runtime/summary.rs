@@ -51,7 +51,10 @@ pub fn summary(c: &Snapshot) -> String {
             let _ = writeln!(
                 out,
                 "  {} {} ({}), Host header: {:?}",
-                u.name, r.url, r.address, u.host_header
+                u.name,
+                r.url,
+                r.address,
+                u.host_mode()
             );
         } else {
             let shared = if u.pool.shared_secret() { ", shared secret" } else { "" };
@@ -61,7 +64,7 @@ pub fn summary(c: &Snapshot) -> String {
                 u.name,
                 replicas.len(),
                 u.pool.policy().as_str(),
-                u.host_header
+                u.host_mode()
             );
             for r in replicas {
                 let _ = writeln!(out, "    {} ({})", r.url, r.address);
