@@ -64,14 +64,25 @@ pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, metho
         return out;
     };
     let _ = writeln!(out, "route: {name}");
-    let _ = writeln!(
-        out,
-        "upstream: {} ({})",
-        target.upstream.name,
-        target.upstream.describe()
-    );
     let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    let mut upstream = &target.upstream;
+    if let (Some(m), Route::V2) = (&registry.mirror, route) {
+        match mirror_decision(&mut out, m, &method, path_only, path.split_once('?').map(|(_, q)| q)) {
+            Some(Some(u)) => upstream = u,
+            Some(None) => {}
+            None => return out,
+        }
+    }
+    let _ = writeln!(out, "upstream: {} ({})", upstream.name, upstream.describe());
+    if let Some(login) = &upstream.auth {
+        let _ = writeln!(
+            out,
+            "upstream login: the gateway {}; the client's Authorization is never forwarded",
+            login.describe()
+        );
+    }
     match &target.auth {
+        None if upstream.auth.is_some() => out.push_str("auth: none at the gateway"),
         None => out.push_str("auth: none (Authorization passes through)"),
         Some(policy) if !policy.applies_to(&method) => {
             let _ = write!(out, "auth: not for {method} (scope writes, realm \"{}\")", policy.realm);
@@ -92,6 +103,61 @@ pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, metho
         (None, _) => out.push_str("access: no rules (any request the auth block lets through may do anything)"),
     }
     out
+}
+
+/// `ns`, `push: deny` and the cache for one request; `None`: answered
+/// here (the line says how), `Some(upstream)`: the `ns` upstream, if any.
+fn mirror_decision<'a>(
+    out: &mut String,
+    m: &'a crate::mirror::Mirror,
+    method: &Method,
+    path: &'a str,
+    query: Option<&str>,
+) -> Option<Option<&'a std::sync::Arc<crate::upstream::Upstream>>> {
+    use crate::mirror::NsRoute;
+    let read = *method == Method::GET || *method == Method::HEAD;
+    if m.push_deny && !read {
+        out.push_str("answer: 405 UNSUPPORTED (push: deny)");
+        return None;
+    }
+    let (upstream, effective) = match m.route(path, query) {
+        NsRoute::Default => (None, path.to_owned()),
+        NsRoute::To { upstream, path_segment } => {
+            let _ = writeln!(
+                out,
+                "ns: upstream {} (by {})",
+                upstream.name,
+                if path_segment.is_some() { "path segment" } else { "?ns=" }
+            );
+            let effective = path_segment.map_or(path.to_owned(), |seg| format!("/v2{}", &path[3 + seg.len()..]));
+            (Some(upstream), effective)
+        }
+        NsRoute::Unknown => {
+            out.push_str("answer: 404 NAME_UNKNOWN (an `ns` this registry does not map)");
+            return None;
+        }
+        NsRoute::Ambiguous => {
+            out.push_str("answer: 400 BAD_REQUEST (`ns` given twice)");
+            return None;
+        }
+    };
+    if let Some(cache) = &m.cache {
+        let request = crate::operation::classify(method, Some(Route::V2), &effective);
+        use crate::operation::Operation::*;
+        let what = match request.operation {
+            BlobGet | BlobHead | ManifestGet | ManifestHead if request.reference.starts_with("sha256:") => {
+                "read from the cache; on a miss fetched once from the upstream and verified against its digest"
+            }
+            ManifestGet | ManifestHead if !request.reference.contains(':') => {
+                "the tag's digest from the cache while younger than tag_ttl, else revalidated upstream (stale while the upstream is down)"
+            }
+            Base => "answered 200 by the gateway (a mirror's ping never needs its upstream)",
+            ManifestPut | ManifestDelete => "forwarded; the cached tag is dropped",
+            _ => "not cached: forwarded",
+        };
+        let _ = writeln!(out, "cache {}: {what}", cache.store.label());
+    }
+    Some(upstream)
 }
 
 fn explain_access(

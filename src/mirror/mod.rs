@@ -182,4 +182,3 @@ pub fn invalidate(cache: &CacheUse, upstream: &Upstream, repository: &str, refer
             .remove_tag(upstream.pool.key(), repository, reference);
     }
 }
-
