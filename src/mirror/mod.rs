@@ -16,6 +16,7 @@ use crate::upstream::Upstream;
 
 mod blobs;
 mod manifests;
+mod mapped;
 pub mod respond;
 mod upstream;
 

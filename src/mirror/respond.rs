@@ -143,7 +143,7 @@ pub async fn blob_from_file(
     if head_only || len == 0 {
         return Ok(0);
     }
-    copy_file(session, file, start, start + len).await?;
+    copy_committed(session, &file, start, start + len).await?;
     Ok(len)
 }
 
@@ -157,15 +157,16 @@ pub fn blob_headers(resp: &mut ResponseHeader, digest: &Digest, len: u64) -> Res
     Ok(())
 }
 
-/// Sends `[from, to)` of `file`; the read of the next chunk overlaps the
-/// write of the current one. `to` is the end of the response body.
-pub async fn copy_file(session: &mut Session, file: Arc<File>, from: u64, to: u64) -> Result<()> {
-    let mut at = from;
-    let mut next = (at < to).then(|| read_at(file.clone(), at, (to - at).min(CHUNK)));
-    while let Some(pending) = next.take() {
-        let chunk = pending.await?;
-        at += chunk.len() as u64;
-        next = (at < to).then(|| read_at(file.clone(), at, (to - at).min(CHUNK)));
+/// Sends `[from, to)` of a committed `file` from a mapping of it, asking
+/// for each next chunk ahead of the write of the current one.
+pub async fn copy_committed(session: &mut Session, file: &File, from: u64, to: u64) -> Result<()> {
+    let all = super::mapped::map(file, to).or_err(ErrorType::FileReadError, "mapping a cache file")?;
+    let (mut at, to) = (from as usize, to as usize);
+    while at < to {
+        let end = (at + CHUNK as usize).min(to);
+        super::mapped::will_need(&all, end, (end + CHUNK as usize).min(to));
+        let chunk = all.slice(at..end);
+        at = end;
         session.write_response_body(Some(chunk), at >= to).await?;
     }
     Ok(())
