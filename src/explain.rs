@@ -66,15 +66,21 @@ pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, metho
     let _ = writeln!(out, "route: {name}");
     let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
     let mut upstream = &target.upstream;
+    let mut ns_routed = false;
     if let (Some(m), Route::V2) = (&registry.mirror, route) {
         match mirror_decision(&mut out, m, &method, path_only, path.split_once('?').map(|(_, q)| q)) {
-            Some(Some(u)) => upstream = u,
+            Some(Some(u)) => (upstream, ns_routed) = (u, true),
             Some(None) => {}
             None => return out,
         }
     }
     let _ = writeln!(out, "upstream: {} ({})", upstream.name, upstream.describe());
-    if let Some(login) = &upstream.auth {
+    let login = if ns_routed {
+        upstream.auth.as_deref()
+    } else {
+        upstream.logs_in()
+    };
+    if let Some(login) = login {
         let _ = writeln!(
             out,
             "upstream login: the gateway {}; the client's Authorization is never forwarded",
@@ -82,7 +88,7 @@ pub fn route(config: &Snapshot, host: &str, path: &str, port: Option<u16>, metho
         );
     }
     match &target.auth {
-        None if upstream.auth.is_some() => out.push_str("auth: none at the gateway"),
+        None if login.is_some() => out.push_str("auth: none at the gateway"),
         None => out.push_str("auth: none (Authorization passes through)"),
         Some(policy) if !policy.applies_to(&method) => {
             let _ = write!(out, "auth: not for {method} (scope writes, realm \"{}\")", policy.realm);

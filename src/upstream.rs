@@ -31,6 +31,10 @@ pub struct Upstream {
     /// The gateway's own login there (credentials, or a cached registry's
     /// anonymous tokens); `None`: clients' Authorization passes as before.
     pub auth: Option<Arc<crate::upstream_auth::UpstreamAuth>>,
+    /// What cached tags and links of this upstream are filed under: its
+    /// replicas and who logs in there, so two logins to one registry
+    /// sharing a cache directory never see each other's private content.
+    pub cache_key: String,
 }
 
 /// Pooled upstream connections idle longer than this are closed.
@@ -90,13 +94,29 @@ impl Upstream {
             metrics: UpstreamMetrics::new(name),
             pool: Pool::new(name, specs, settings, header_timeout),
             auth: None,
+            cache_key: String::new(),
         })
+    }
+
+    /// Sets the gateway's login (and with it the cache key).
+    pub fn set_auth(&mut self, auth: Option<crate::upstream_auth::UpstreamAuth>) {
+        let user = auth.as_ref().and_then(|a| a.username()).unwrap_or("-");
+        self.cache_key = format!("{} as {user}", self.pool.key());
+        self.auth = auth.map(Arc::new);
+    }
+
+    /// The gateway logs in here with credentials of its own: clients'
+    /// Authorization never reaches it. (An anonymous login serves the
+    /// cache's own requests and `ns`-routed ones; other proxied requests
+    /// pass the client's, as with any upstream.)
+    pub fn logs_in(&self) -> Option<&crate::upstream_auth::UpstreamAuth> {
+        self.auth.as_deref().filter(|a| a.username().is_some())
     }
 
     /// The Host mode in force: an upstream the gateway logs in to is a
     /// registry of its own (ghcr.io, ...) and gets its own name.
     pub fn host_mode(&self) -> HostHeaderMode {
-        if self.auth.is_some() {
+        if self.logs_in().is_some() {
             HostHeaderMode::Upstream
         } else {
             self.host_header

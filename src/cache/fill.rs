@@ -173,12 +173,14 @@ impl FillWriter {
             self.fail("could not store the blob");
             return Err(FinishError::Io(e));
         }
-        self.done = true;
         self.store.committed(&self.fill, size);
         self.fill.progress.send_modify(|p| {
             p.written = size;
             p.state = FillState::Committed;
         });
+        // Only now: a panic above still fails the fill (in `drop`), so
+        // no reader waits for a verdict that never comes.
+        self.done = true;
         Ok(size)
     }
 

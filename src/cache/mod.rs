@@ -119,6 +119,9 @@ fn process_alive(pid: u32) -> bool {
 impl Store {
     /// The store of `dir`, opened (and indexed) on first use.
     pub fn open(dir: &Path, limits: Limits) -> std::io::Result<Arc<Store>> {
+        // One store per directory, however it is spelled (symlinks, `..`).
+        std::fs::create_dir_all(dir)?;
+        let dir = &dir.canonicalize()?;
         let mut stores = STORES.lock().expect("stores lock");
         if let Some(store) = stores.get(dir).and_then(Weak::upgrade) {
             store.set_limits(limits);

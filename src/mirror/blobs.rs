@@ -30,40 +30,8 @@ pub(super) async fn answer(session: &mut Session, r: &Req<'_>, d: Digest) -> Res
         respond::error(session, 502, "BLOB_UNKNOWN", &msg).await?;
         return Ok(Some(Answered::status(None, 0)));
     }
-    let key = r.upstream.pool.key();
-    let path = format!("/v2/{}/blobs/{d}", r.repository);
-    // A cached blob this repository was not seen with: the upstream says
-    // whether the repository may read it.
-    // (Also while another repository's download of it runs: following it
-    // would skip that check.)
-    let present = store.blob_size(&d).is_some() || store.filling(&d);
-    if present && !store.records().linked(key, r.repository, &d) {
-        let scope = upstream_auth::scope(&http::Method::GET, r.repository, None);
-        match up_req::request(r.upstream, "HEAD", &path, &scope, None).await {
-            Ok(a) if a.status == 200 => {
-                a.release().await;
-                store.records().link(key, r.repository, &d);
-            }
-            Ok(a) => {
-                let status = a.status;
-                let body = a.body(ERROR_BODY).await.unwrap_or_default();
-                respond::upstream_error(session, status, body, head_only).await?;
-                return Ok(Some(Answered::status(None, status)));
-            }
-            Err(outage) => {
-                log::warn!("{}: {}", r.registry, outage.0);
-                respond::error(
-                    session,
-                    502,
-                    "BLOB_UNKNOWN",
-                    "upstream unavailable and this repository's link to the blob is not known",
-                )
-                .await?;
-                return Ok(Some(Answered::status(None, 0)));
-            }
-        }
-    }
-    if head_only && store.blob_size(&d).is_none() {
+    let key = &r.upstream.cache_key;
+    if head_only && store.blob_size(&d).is_none() && !store.filling(&d) {
         return Ok(None); // proxied: a HEAD does not start a download
     }
     let lookup = match store.lookup(&d) {
@@ -74,6 +42,33 @@ pub(super) async fn answer(session: &mut Session, r: &Req<'_>, d: Digest) -> Res
             return Ok(None);
         }
     };
+    // A blob cached (or being downloaded) through another repository: the
+    // upstream says whether this one may read it. Decided on what the
+    // lookup found, so a download starting meanwhile changes nothing.
+    if !matches!(lookup, Lookup::Lead(..)) && !store.records().linked(key, r.repository, &d) {
+        let path = format!("/v2/{}/blobs/{d}", r.repository);
+        let scope = upstream_auth::scope(&http::Method::GET, r.repository, None);
+        match up_req::request(r.upstream, "HEAD", &path, &scope, None).await {
+            Ok(a) if a.status == 200 => {
+                a.release().await;
+                store.records().link(key, r.repository, &d);
+            }
+            Ok(a) => {
+                drop(lookup);
+                let status = a.status;
+                let body = a.body(ERROR_BODY).await.unwrap_or_default();
+                respond::upstream_error(session, status, body, head_only).await?;
+                return Ok(Some(Answered::status(None, status)));
+            }
+            Err(outage) => {
+                drop(lookup);
+                log::warn!("{}: {}", r.registry, outage.0);
+                let msg = "upstream unavailable and this repository's link to the blob is not known";
+                respond::error(session, 502, "BLOB_UNKNOWN", msg).await?;
+                return Ok(Some(Answered::status(None, 0)));
+            }
+        }
+    }
     match lookup {
         Lookup::Cached(c) => {
             metrics::cache_request(&r.registry, "blob", "hit");
@@ -247,7 +242,7 @@ impl Download {
             return;
         }
         match w.finish(self.store.fsync()).await {
-            Ok(_) => self.store.records().link(up.pool.key(), &self.repository, &d),
+            Ok(_) => self.store.records().link(&up.cache_key, &self.repository, &d),
             Err(FinishError::Mismatch(computed)) => {
                 log::warn!(
                     "{}: upstream {} sent content for {}@{d} that does not match its digest (got {computed}, {total} bytes): not cached, not served whole",

@@ -32,7 +32,7 @@ pub(super) async fn answer(session: &mut Session, r: &Req<'_>, reference: &str) 
 
 async fn by_digest(session: &mut Session, r: &Req<'_>, d: Digest) -> Result<Answered> {
     let records = r.cache.store.records();
-    let key = r.upstream.pool.key();
+    let key = &r.upstream.cache_key;
     let path = format!("/v2/{}/manifests/{d}", r.repository);
     if let Some((media_type, body)) = records.manifest(&d) {
         if !records.linked(key, r.repository, &d) {
@@ -76,7 +76,7 @@ async fn by_digest(session: &mut Session, r: &Req<'_>, d: Digest) -> Result<Answ
 
 async fn by_tag(session: &mut Session, r: &Req<'_>, tag: &str) -> Result<Answered> {
     let records = r.cache.store.records();
-    let key = r.upstream.pool.key();
+    let key = &r.upstream.cache_key;
     let known = records.tag(key, r.repository, tag);
     let age = |rec: &TagRecord| SystemTime::now().duration_since(rec.validated).unwrap_or_default();
     if let Some(rec) = known.as_ref().filter(|rec| age(rec) < r.cache.tag_ttl)
@@ -201,7 +201,7 @@ fn scope(r: &Req<'_>) -> String {
 /// Links the manifest and every digest it references to the repository.
 fn link_all(r: &Req<'_>, d: &Digest, body: &[u8]) {
     let records = r.cache.store.records();
-    let key = r.upstream.pool.key();
+    let key = &r.upstream.cache_key;
     if records.linked(key, r.repository, d) {
         return;
     }
@@ -211,7 +211,10 @@ fn link_all(r: &Req<'_>, d: &Digest, body: &[u8]) {
     records.link(key, r.repository, d);
 }
 
-/// Digests a manifest or index references: config, layers, manifests, subject.
+/// Digests a registry checks a repository holds when the manifest is
+/// pushed: config, layers and an index's manifests. Not `subject` or
+/// `blobs` (artifacts may name what the repository lacks), nor layers with
+/// `urls` (foreign layers): those stay for the upstream HEAD to confirm.
 pub fn referenced(body: &[u8]) -> Vec<Digest> {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Vec::new();
@@ -223,10 +226,11 @@ pub fn referenced(body: &[u8]) -> Vec<Digest> {
         }
     };
     take(v.pointer("/config/digest"));
-    take(v.pointer("/subject/digest"));
-    for list in ["layers", "manifests", "blobs"] {
+    for list in ["layers", "manifests"] {
         for item in v.get(list).and_then(|l| l.as_array()).into_iter().flatten() {
-            take(item.get("digest"));
+            if item.get("urls").is_none() {
+                take(item.get("digest"));
+            }
         }
     }
     out
@@ -286,10 +290,15 @@ mod tests {
     fn references_of_manifests_and_indexes() {
         let a = Digest::of(b"a");
         let b = Digest::of(b"b");
-        let m = format!(r#"{{"config":{{"digest":"{a}"}},"layers":[{{"digest":"{b}"}},{{"digest":"sha512:00"}}]}}"#);
-        assert_eq!(referenced(m.as_bytes()), vec![a, b]);
-        let i = format!(r#"{{"manifests":[{{"digest":"{a}"}}],"subject":{{"digest":"{b}"}}}}"#);
-        assert_eq!(referenced(i.as_bytes()), vec![b, a]);
+        let c = Digest::of(b"c");
+        let m = format!(
+            r#"{{"config":{{"digest":"{a}"}},"layers":[{{"digest":"{b}"}},{{"digest":"sha512:00"}},{{"digest":"{c}","urls":["https://x"]}}]}}"#
+        );
+        assert_eq!(referenced(m.as_bytes()), vec![a, b], "foreign layers are not linked");
+        let i = format!(
+            r#"{{"manifests":[{{"digest":"{a}"}}],"subject":{{"digest":"{b}"}},"blobs":[{{"digest":"{c}"}}]}}"#
+        );
+        assert_eq!(referenced(i.as_bytes()), vec![a], "subject and blobs are not linked");
         assert!(referenced(b"nope").is_empty());
     }
 }

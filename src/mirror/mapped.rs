@@ -63,7 +63,10 @@ pub fn map(file: &File, len: u64) -> std::io::Result<Bytes> {
 /// Asks the kernel to read `range` of a mapping ahead, so the writer does
 /// not wait on the disk for it.
 pub fn will_need(all: &Bytes, start: usize, end: usize) {
-    let page = 4096;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .unwrap_or(4096)
+        .max(1);
     let from = start / page * page;
     if from >= end {
         return;

@@ -180,6 +180,6 @@ pub fn invalidate(cache: &CacheUse, upstream: &Upstream, repository: &str, refer
         cache
             .store
             .records()
-            .remove_tag(upstream.pool.key(), repository, reference);
+            .remove_tag(&upstream.cache_key, repository, reference);
     }
 }

@@ -57,7 +57,13 @@ pub async fn error(session: &mut Session, status: u16, code: &str, message: &str
     let mut resp = head(status, None)?;
     resp.insert_header("Content-Type", "application/json; charset=utf-8")?;
     resp.insert_header("Content-Length", body.len())?;
-    crate::reply::write_and_discard(session, resp, Bytes::from(body)).await
+    // HTTP/2 would send a HEAD's body as DATA, which clients reset on.
+    let body = if session.req_header().method == http::Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    crate::reply::write_and_discard(session, resp, body).await
 }
 
 /// The upstream's own answer to a request the mirror could not serve

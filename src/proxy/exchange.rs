@@ -8,6 +8,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 
 use super::{RequestCtx, mirrored};
 use crate::affinity;
+use crate::config::HostHeaderMode;
 use crate::query;
 use crate::rewrite;
 use crate::routing::Route;
@@ -15,7 +16,14 @@ use crate::routing::Route;
 pub(super) fn to_upstream(req: &mut RequestHeader, ctx: &RequestCtx) {
     if let (Some(up), Some(pick), Some(view)) = (&ctx.upstream, &ctx.pick, &ctx.view) {
         let replica = up.pool.replica(pick.index);
-        rewrite::prepare_upstream_request(req, view, up.host_mode(), &replica.authority_header);
+        let ns_routed = mirrored::ns_routed(ctx);
+        // `ns` names another registry (ghcr.io, ...): it gets its own name.
+        let host_mode = if ns_routed {
+            HostHeaderMode::Upstream
+        } else {
+            up.host_mode()
+        };
+        rewrite::prepare_upstream_request(req, view, host_mode, &replica.authority_header);
         let original = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut rewritten = mirrored::upstream_target(ctx, original);
         if ctx.strip_hint {
@@ -31,11 +39,12 @@ pub(super) fn to_upstream(req: &mut RequestHeader, ctx: &RequestCtx) {
         } else if let Some(Ok(uri)) = rewritten.map(http::Uri::try_from) {
             req.set_uri(uri);
         }
-        if up.auth.is_some() {
+        if mirrored::login_of(ctx, up).is_some() {
             mirrored::authorize(req, ctx);
-        } else if ctx.user.is_some() && !up.forward_authorization {
-            // Credentials the gateway checked are its own business; requests
-            // it did not authenticate keep theirs for the upstream to check.
+        } else if (ctx.user.is_some() || ns_routed) && !up.forward_authorization {
+            // Credentials the gateway checked are its own business, and so are
+            // those of a request `ns` sent to another registry; requests it
+            // did not authenticate keep theirs for the upstream to check.
             req.remove_header(&AUTHORIZATION);
         }
     }

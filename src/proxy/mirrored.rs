@@ -136,6 +136,23 @@ pub(super) async fn login(session: &mut Session, ctx: &mut RequestCtx) -> Result
     }
 }
 
+/// Whether `ns` chose the upstream: the client's credentials were meant
+/// for the mirror, never for it.
+pub(super) fn ns_routed(ctx: &RequestCtx) -> bool {
+    ctx.ns_segment.is_some() || ctx.ns_query
+}
+
+/// The gateway's login used on a proxied request: always where `ns`
+/// routed it (the client's Authorization is not for that upstream), else
+/// only an upstream with credentials (a plain proxy passes the client's).
+pub(super) fn login_of<'a>(ctx: &RequestCtx, upstream: &'a Upstream) -> Option<&'a upstream_auth::UpstreamAuth> {
+    if ns_routed(ctx) {
+        upstream.auth.as_deref()
+    } else {
+        upstream.logs_in()
+    }
+}
+
 /// The upstream target without the `ns` path segment or parameter.
 pub(super) fn upstream_target(ctx: &RequestCtx, target: &str) -> Option<String> {
     let mut out = ctx
@@ -160,7 +177,7 @@ pub(super) fn authorize(req: &mut RequestHeader, ctx: &RequestCtx) {
 /// that with credentials of its own, so 403, without the upstream's challenge.
 pub(super) fn refused(resp: &mut ResponseHeader, ctx: &RequestCtx, upstream: &Upstream) {
     if resp.status.as_u16() == 401
-        && let Some(auth) = &upstream.auth
+        && let Some(auth) = login_of(ctx, upstream)
     {
         auth.rejected(&ctx.auth_scope);
         log::warn!("upstream {} answered 401 to the gateway's credentials", upstream.name);

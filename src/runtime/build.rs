@@ -47,7 +47,7 @@ pub(super) fn build(settings: Settings, issues: Vec<ConfigIssue>) -> Result<Snap
         match Upstream::new(name, u, pool, &settings.timeouts, &settings.dir) {
             Ok(mut up) => {
                 match mirror::upstream_auth(&settings, name, &cached) {
-                    Ok(auth) => up.auth = auth.map(Arc::new),
+                    Ok(auth) => up.set_auth(auth),
                     Err(e) => b.issue(format!("upstreams.{name}.credentials"), e),
                 }
                 b.upstreams.insert(name.clone(), Arc::new(up));

@@ -131,12 +131,12 @@ impl UpstreamAuth {
         }
     }
 
-    /// The upstream answered 401 to a request made with `scope`'s
-    /// token: forget it (and the challenge, which may have changed).
+    /// The upstream answered 401 to a request made with `scope`'s token:
+    /// forget the token. (The challenge stays: registries answer 401 for
+    /// repositories that do not exist too; it is asked again hourly.)
     pub fn rejected(&self, scope: &str) {
         metrics::auth_rejected(&self.upstream);
         self.tokens.lock().expect("token lock").remove(scope);
-        *self.challenge.lock().expect("challenge lock") = None;
     }
 
     async fn challenge(&self, pool: &Pool) -> Result<Arc<Challenge>, AuthError> {
