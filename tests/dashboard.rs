@@ -63,7 +63,12 @@ fn start_unavailable_upstream() -> SocketAddr {
 /// refusing URL as the default registry, and three virtual registries by
 /// host whose one-URL upstreams refuse connections, answer 503, or never
 /// answer.
-fn start_gateway(replicas: &[Registry], certs: &DevCerts, tls: SocketAddr) -> (Gateway, StallingUpstream) {
+fn start_gateway(
+    replicas: &[Registry],
+    certs: &DevCerts,
+    tls: SocketAddr,
+    cache_dir: &Path,
+) -> (Gateway, StallingUpstream) {
     let plain = free_addr();
     let (dead, refusing) = (free_addr(), free_addr());
     let unavailable = start_unavailable_upstream();
@@ -79,6 +84,8 @@ fn start_gateway(replicas: &[Registry], certs: &DevCerts, tls: SocketAddr) -> (G
          \x20 - name: dead\n    hosts: [dead.test]\n    upstream: dead\n\
          \x20 - name: unavailable\n    hosts: [unavailable.test]\n    upstream: unavailable\n\
          \x20 - name: stalling\n    hosts: [stalling.test]\n    upstream: stalling\n\
+         \x20 - name: mirror\n    hosts: [mirror.test]\n    upstream: registry\n    \
+         cache: {{ dir: {}, max_size: 64MiB, fsync: false }}\n\
          auth:\n  htpasswd: users\n\
          timeouts:\n  connect: 1s\n  upstream_header: 1s\n",
         yaml_str(certs.cert().to_str().unwrap()),
@@ -86,6 +93,7 @@ fn start_gateway(replicas: &[Registry], certs: &DevCerts, tls: SocketAddr) -> (G
         replicas[0].url(),
         replicas[1].url(),
         stalling.url(),
+        yaml_str(cache_dir.to_str().unwrap()),
     );
     let users = htpasswd_line("B", &["-C", "4"], USER, PASSWORD) + "\n";
     let gateway = Gateway::start_yaml_with_files(&yaml, plain, &[("users", users.as_bytes())]);
@@ -157,7 +165,8 @@ fn guess_from_elsewhere(addr: SocketAddr, password: &str) -> u16 {
 /// request, each failure mode and a TLS request. A third in, the htpasswd
 /// file and the certificate are replaced (the file watcher re-reads them);
 /// two thirds in, SIGHUP reloads the configuration.
-fn request_loop(gateway: &Gateway, tls: SocketAddr, certs: &DevCerts, until: Instant) -> usize {
+/// `cached`: a blob path the `mirror.test` registry reads through its cache.
+fn request_loop(gateway: &Gateway, tls: SocketAddr, certs: &DevCerts, until: Instant, cached: &str) -> usize {
     let auth = basic_auth(USER, PASSWORD);
     let addr = gateway.addr();
     let send = |host: &str, req: Request| req.header("Authorization", &auth).header("Host", host).send(addr);
@@ -176,6 +185,9 @@ fn request_loop(gateway: &Gateway, tls: SocketAddr, certs: &DevCerts, until: Ins
             let rsp = send(host, Request::get("/v2/"));
             assert_eq!(rsp.status, status, "{host}: {}", rsp.describe());
         }
+        // The caching registry: a miss, then hits.
+        let rsp = send("mirror.test", Request::get(cached));
+        assert_eq!(rsp.status, 200, "mirror.test: {}", rsp.describe());
         // No credentials, then guessed passwords: past 3 in 2 s throttled.
         assert_eq!(Request::get("/v2/").send(addr).status, 401);
         for i in 0..4 {
@@ -232,7 +244,10 @@ fn every_dashboard_query_answers_from_a_real_prometheus() {
     let replicas = replicas(storage.path(), 2, &["dashboard-secret-a", "dashboard-secret-b"]);
     let certs = DevCerts::generate(&["localhost"]);
     let tls = free_addr();
-    let (mut gateway, _stalling) = start_gateway(&replicas, &certs, tls);
+    let cache = tempfile::tempdir().unwrap();
+    let (mut gateway, _stalling) = start_gateway(&replicas, &certs, tls, cache.path());
+    let blob = replicas[0].push_blob("dash/cache", &random_bytes(0xda5c, 300 * 1024));
+    let cached = format!("/v2/dash/cache/blobs/{blob}");
     let prometheus = Prometheus::start(gateway.metrics_addr());
     let window_start = unix_now();
 
@@ -242,7 +257,7 @@ fn every_dashboard_query_answers_from_a_real_prometheus() {
     let work = tempfile::tempdir().unwrap();
     let (work_dir, cert_dir) = (work.path().to_path_buf(), certs.trust_dir());
     let skopeo = std::thread::spawn(move || skopeo_loop(tls, &cert_dir, &work_dir, until));
-    let requests = request_loop(&gateway, tls, &certs, until);
+    let requests = request_loop(&gateway, tls, &certs, until, &cached);
     let rounds = skopeo.join().expect("skopeo loop");
     println!(
         "load: {rounds} skopeo push+pull rounds, {requests} HEAD requests, {:?}",

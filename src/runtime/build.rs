@@ -250,7 +250,13 @@ impl Builder<'_> {
             ping: ping?,
             v1,
         };
-        let mirror = match mirror::mirror(&self.settings.mirrors[i], &r.name, &self.upstreams, &mut self.stores) {
+        let mirror = match mirror::mirror(
+            &self.settings.mirrors[i],
+            &r.name,
+            &r.upstream,
+            &self.upstreams,
+            &mut self.stores,
+        ) {
             Ok(m) => m.map(Arc::new),
             Err((k, message)) => {
                 self.issue(format!("{key}.{k}"), message);

@@ -67,6 +67,7 @@ pub fn upstream_auth(
 pub fn mirror(
     m: &MirrorSettings,
     registry: &str,
+    route_upstream: &str,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
     stores: &mut HashMap<std::path::PathBuf, Arc<Store>>,
 ) -> Result<Option<Mirror>, (String, String)> {
@@ -101,6 +102,8 @@ pub fn mirror(
                 }
             };
             let mut names: Vec<&str> = ns.values().map(|u: &Arc<Upstream>| u.name.as_str()).collect();
+            names.push(route_upstream);
+            names.sort_unstable();
             names.dedup();
             crate::metrics::mirror::init_registry(registry, &names);
             Some(CacheUse {
