@@ -167,6 +167,11 @@ impl Store {
                     continue;
                 };
                 let Ok(meta) = f.metadata() else { continue };
+                // A blob cut to nothing (a crash with `fsync: false`): not a blob.
+                if meta.len() == 0 && d != Digest::of(b"") {
+                    let _ = std::fs::remove_file(f.path());
+                    continue;
+                }
                 let tick = meta.modified().ok().and_then(|m| m.duration_since(UNIX_EPOCH).ok());
                 index.total += meta.len();
                 index.entries.insert(

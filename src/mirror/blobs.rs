@@ -23,6 +23,12 @@ use crate::upstream_auth;
 const ERROR_BODY: usize = 64 << 10;
 
 pub(super) async fn answer(session: &mut Session, r: &Req<'_>, d: Digest) -> Result<Option<Answered>> {
+    answer_once(session, r, d, true).await
+}
+
+/// `may_retry`: a download this request followed failed upstream; it may
+/// start its own once.
+async fn answer_once(session: &mut Session, r: &Req<'_>, d: Digest, may_retry: bool) -> Result<Option<Answered>> {
     let store = &r.cache.store;
     let head_only = session.req_header().method == http::Method::HEAD;
     if store.refused(&d) {
@@ -79,6 +85,11 @@ pub(super) async fn answer(session: &mut Session, r: &Req<'_>, d: Digest) -> Res
         Lookup::Follow(fill) => {
             metrics::cache_request(&r.registry, "blob", "miss");
             metrics::cache_collapsed(&r.registry);
+            if may_retry && refused_upstream(&fill).await {
+                // That download may have been for a repository lacking the
+                // blob; this one was checked: it downloads for itself.
+                return Box::pin(answer_once(session, r, d, false)).await;
+            }
             tail(session, r, fill).await.map(Some)
         }
         Lookup::Lead(writer, fill) => {
@@ -94,6 +105,21 @@ pub(super) async fn answer(session: &mut Session, r: &Req<'_>, d: Digest) -> Res
             tail(session, r, fill).await.map(Some)
         }
     }
+}
+
+/// Whether the download's upstream answered other than 200; then waits
+/// until it has ended (and left the store's list of downloads).
+async fn refused_upstream(fill: &Fill) -> bool {
+    let mut rx = fill.subscribe();
+    let refused = match rx.wait_for(|p| p.head.is_some() || p.state != FillState::Running).await {
+        Ok(p) => p.head.as_ref().is_some_and(|h| h.status != 200),
+        Err(_) => false,
+    };
+    if !refused {
+        return false;
+    }
+    let _ = rx.wait_for(|p| p.state != FillState::Running).await;
+    true
 }
 
 /// Follows a download: its head, then its bytes as they land.

@@ -118,7 +118,8 @@ async fn by_tag(session: &mut Session, r: &Req<'_>, tag: &str) -> Result<Answere
                 Fetched::Answered(a) => Ok(a),
             };
         }
-        Ok(a) if a.status < 500 => {
+        // 429: a rate limit is an outage too, for a tag the cache knows.
+        Ok(a) if a.status < 500 && (a.status != 429 || known.is_none()) => {
             if a.status == 404 {
                 records.remove_tag(key, r.repository, tag);
             }
