@@ -38,7 +38,7 @@ pub(super) fn log_request(
         upstream: ctx.upstream.as_ref().map_or("", |u| u.name.as_str()),
         replica: ctx.replica_url(),
         upstream_status: ctx.upstream_status,
-        cache: ctx.cache.map_or("", |c| c.as_str()),
+        cache: ctx.cache_status().map_or("", |c| c.as_str()),
         error: &error,
     });
 }

@@ -58,7 +58,7 @@ pub(super) fn to_client(resp: &mut ResponseHeader, ctx: &RequestCtx) {
         let v2 = ctx.route == Some(Route::V2);
         mirrored::refused(resp, ctx, up);
         rewrite::prepare_client_response(resp, &replica.authority, &replica.path_prefix, view, v2);
-        if let Some(seg) = &ctx.ns_segment
+        if let Some(seg) = ctx.ns_segment()
             && let Some(l) =
                 (resp.headers.get(http::header::LOCATION)).and_then(|l| mirrored::client_location(l.as_bytes(), seg))
         {

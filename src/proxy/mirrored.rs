@@ -19,6 +19,34 @@ use crate::routing::Route;
 use crate::upstream::Upstream;
 use crate::upstream_auth::{self, AuthError};
 
+/// What a request learned on the mirror side.
+#[derive(Debug, Default)]
+pub(super) struct MirrorState {
+    /// The `/<ns>` path segment the request named its upstream with.
+    ns_segment: Option<String>,
+    /// The upstream came from `?ns=`, removed before forwarding.
+    ns_query: bool,
+    /// The gateway's own Authorization for the upstream, and its scope.
+    upstream_authorization: Option<HeaderValue>,
+    auth_scope: String,
+    /// How the cache answered, for the access log.
+    cache: Option<mirror::CacheStatus>,
+}
+
+impl RequestCtx {
+    fn mirror_mut(&mut self) -> &mut MirrorState {
+        self.mirror.get_or_insert_with(Default::default)
+    }
+
+    pub(super) fn ns_segment(&self) -> Option<&str> {
+        self.mirror.as_ref()?.ns_segment.as_deref()
+    }
+
+    pub(super) fn cache_status(&self) -> Option<mirror::CacheStatus> {
+        self.mirror.as_ref()?.cache
+    }
+}
+
 /// `push: deny`: writes get 405 UNSUPPORTED before any challenge.
 pub(super) async fn refuse_write(session: &mut Session, m: &Mirror) -> Result<bool> {
     let method = &session.req_header().method;
@@ -38,8 +66,9 @@ pub(super) async fn handle(session: &mut Session, ctx: &mut RequestCtx, m: &Mirr
         NsRoute::Default => {}
         NsRoute::To { upstream, path_segment } => {
             ctx.upstream = Some(upstream.clone());
-            ctx.ns_segment = path_segment.map(str::to_owned);
-            ctx.ns_query = path_segment.is_none();
+            let state = ctx.mirror_mut();
+            state.ns_segment = path_segment.map(str::to_owned);
+            state.ns_query = path_segment.is_none();
         }
         NsRoute::Unknown => {
             let msg = "unknown `ns`: this mirror serves only its configured upstreams";
@@ -56,7 +85,7 @@ pub(super) async fn handle(session: &mut Session, ctx: &mut RequestCtx, m: &Mirr
     let Some(upstream) = ctx.upstream.clone() else {
         return Ok(false);
     };
-    let effective = match &ctx.ns_segment {
+    let effective = match ctx.ns_segment() {
         Some(seg) => format!("/v2{}", &path[3 + seg.len()..]),
         None => path.to_owned(),
     };
@@ -79,7 +108,7 @@ pub(super) async fn handle(session: &mut Session, ctx: &mut RequestCtx, m: &Mirr
             registry: Arc::from(registry),
         };
         if let Some(done) = Box::pin(mirror::answer(session, &lookup, request.operation, request.reference)).await? {
-            ctx.cache = done.cache;
+            ctx.mirror_mut().cache = done.cache;
             ctx.upstream_status = done.upstream_status;
             return Ok(true);
         }
@@ -110,16 +139,18 @@ pub(super) async fn login(session: &mut Session, ctx: &mut RequestCtx) -> Result
     let Some(auth) = &upstream.auth else { return Ok(false) };
     let req = session.req_header();
     let path = req.uri.path();
-    let effective = match &ctx.ns_segment {
+    let effective = match ctx.ns_segment() {
         Some(seg) => format!("/v2{}", &path[3 + seg.len()..]),
         None => path.to_owned(),
     };
     let request = operation::classify(&req.method, Some(Route::V2), &effective);
     let from = crate::query::first(req.uri.query(), "from");
-    ctx.auth_scope = upstream_auth::scope(&req.method, request.repository, from.as_deref());
-    match auth.authorization(&upstream.pool, &ctx.auth_scope).await {
+    let scope = upstream_auth::scope(&req.method, request.repository, from.as_deref());
+    let answer = auth.authorization(&upstream.pool, &scope).await;
+    ctx.mirror_mut().auth_scope = scope;
+    match answer {
         Ok(a) => {
-            ctx.upstream_authorization = a;
+            ctx.mirror_mut().upstream_authorization = a;
             Ok(false)
         }
         Err(e @ AuthError::Unreachable { .. }) => {
@@ -139,7 +170,9 @@ pub(super) async fn login(session: &mut Session, ctx: &mut RequestCtx) -> Result
 /// Whether `ns` chose the upstream: the client's credentials were meant
 /// for the mirror, never for it.
 pub(super) fn ns_routed(ctx: &RequestCtx) -> bool {
-    ctx.ns_segment.is_some() || ctx.ns_query
+    ctx.mirror
+        .as_ref()
+        .is_some_and(|m| m.ns_segment.is_some() || m.ns_query)
 }
 
 /// The gateway's login used on a proxied request: always where `ns`
@@ -155,11 +188,9 @@ pub(super) fn login_of<'a>(ctx: &RequestCtx, upstream: &'a Upstream) -> Option<&
 
 /// The upstream target without the `ns` path segment or parameter.
 pub(super) fn upstream_target(ctx: &RequestCtx, target: &str) -> Option<String> {
-    let mut out = ctx
-        .ns_segment
-        .as_ref()
-        .map(|seg| format!("/v2{}", &target[3 + seg.len()..]));
-    if ctx.ns_query {
+    let state = ctx.mirror.as_deref()?;
+    let mut out = (state.ns_segment.as_ref()).map(|seg| format!("/v2{}", &target[3 + seg.len()..]));
+    if state.ns_query {
         out = Some(crate::query::without(out.as_deref().unwrap_or(target), &["ns"]));
     }
     out
@@ -168,7 +199,7 @@ pub(super) fn upstream_target(ctx: &RequestCtx, target: &str) -> Option<String> 
 /// Swaps the client's Authorization for the gateway's own.
 pub(super) fn authorize(req: &mut RequestHeader, ctx: &RequestCtx) {
     req.remove_header(&AUTHORIZATION);
-    if let Some(a) = &ctx.upstream_authorization {
+    if let Some(a) = ctx.mirror.as_ref().and_then(|m| m.upstream_authorization.as_ref()) {
         let _ = req.insert_header(AUTHORIZATION, a.clone());
     }
 }
@@ -179,7 +210,7 @@ pub(super) fn refused(resp: &mut ResponseHeader, ctx: &RequestCtx, upstream: &Up
     if resp.status.as_u16() == 401
         && let Some(auth) = login_of(ctx, upstream)
     {
-        auth.rejected(&ctx.auth_scope);
+        auth.rejected(ctx.mirror.as_ref().map_or("", |m| m.auth_scope.as_str()));
         log::warn!("upstream {} answered 401 to the gateway's credentials", upstream.name);
         let _ = resp.set_status(403);
         resp.remove_header(&WWW_AUTHENTICATE);

@@ -76,15 +76,9 @@ pub struct RequestCtx {
     verdict: Verdict,
     /// HTTP/2 request bodies: small DATA frames gathered before the upstream write.
     body: Option<BodyCoalescer>,
-    /// The `/<ns>` path segment the request named its upstream with.
-    ns_segment: Option<String>,
-    /// The upstream came from `?ns=`, removed before forwarding.
-    ns_query: bool,
-    /// The gateway's own Authorization for the upstream, and its scope.
-    upstream_authorization: Option<http::HeaderValue>,
-    auth_scope: String,
-    /// How the cache answered, for the access log.
-    cache: Option<crate::mirror::CacheStatus>,
+    /// Mirror routing, the gateway's upstream login and the cache's answer;
+    /// boxed, so requests to plain registries carry one pointer.
+    mirror: Option<Box<mirrored::MirrorState>>,
 }
 
 impl RequestCtx {
@@ -125,11 +119,7 @@ impl ProxyHttp for RegistryProxy {
             strip_mount: false,
             verdict: Verdict::NotApplied,
             body: None,
-            ns_segment: None,
-            ns_query: false,
-            upstream_authorization: None,
-            auth_scope: String::new(),
-            cache: None,
+            mirror: None,
         }
     }
 
@@ -195,9 +185,12 @@ impl ProxyHttp for RegistryProxy {
         };
         ctx.route = Some(route);
         ctx.view = Some(view);
+        // The mirror calls are boxed: their upstream logins hold Pingora's
+        // connect future, which would otherwise be part of (and copied with)
+        // every request's request_filter state, mirror or not.
         if v2
             && let Some(m) = &registry.mirror
-            && mirrored::refuse_write(session, m).await?
+            && Box::pin(mirrored::refuse_write(session, m)).await?
         {
             ctx.registry = Some(registry);
             return Ok(true);
@@ -228,21 +221,23 @@ impl ProxyHttp for RegistryProxy {
             return Ok(true);
         }
         if v2 {
-            ctx.upstream = Some(target.upstream.clone());
-            if let Some(m) = registry.mirror.clone()
-                && mirrored::handle(session, ctx, &m, &registry.name).await?
-            {
-                ctx.registry = Some(registry);
-                return Ok(true);
+            if let Some(m) = &registry.mirror {
+                ctx.upstream = Some(target.upstream.clone());
+                if Box::pin(mirrored::handle(session, ctx, m, &registry.name)).await? {
+                    ctx.registry = Some(registry);
+                    return Ok(true);
+                }
             }
-            let routed = ctx.upstream.take().unwrap_or_else(|| target.upstream.clone());
+            let ns_upstream = ctx.upstream.take();
+            let routed = ns_upstream.as_ref().unwrap_or(&target.upstream);
             let req = session.req_header();
             // The hint never reaches the upstream.
             ctx.strip_hint = affinity::hint(req.uri.query()).is_some();
-            let d = registry.v2_destination(&routed, &req.method, req.uri.path(), req.uri.query());
+            let d = registry.v2_destination(routed, &req.method, req.uri.path(), req.uri.query());
+            let login = d.upstream.auth.is_some();
             ctx.upstream = Some(d.upstream);
             ctx.forced = d.replica;
-            if mirrored::login(session, ctx).await? {
+            if login && Box::pin(mirrored::login(session, ctx)).await? {
                 ctx.registry = Some(registry);
                 return Ok(true);
             }
