@@ -56,6 +56,15 @@ cleanup() {
 }
 
 log() { echo "$BENCH_NAME: $*" >&2; }
+# Prints a report, and writes it to $REPORT when that is set.
+bench_report() {
+  echo "$1"
+  if [[ -n "${REPORT:-}" ]]; then
+    mkdir -p "$(dirname "$REPORT")"
+    echo "$1" >"$REPORT"
+    log "report written to $REPORT"
+  fi
+}
 die() { log "ERROR: $*"; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Below the kernel's range for outgoing connections: a port in it may be

@@ -332,10 +332,5 @@ report="$(
     echo "| ${c%%:*} ${c#*:} registry:2 CPU s/GB | $(runs_of "${c%%:*} reg" "${c#*:}") |"
   done
 )"
-echo "$report"
-if [[ -n "$REPORT" ]]; then
-  mkdir -p "$(dirname "$REPORT")"
-  echo "$report" >"$REPORT"
-  log "report written to $REPORT"
-fi
+bench_report "$report"
 log "reproduce: $cmd"

@@ -305,9 +305,4 @@ report="$(
     done
   done
 )"
-echo "$report"
-if [[ -n "$REPORT" ]]; then
-  mkdir -p "$(dirname "$REPORT")"
-  echo "$report" >"$REPORT"
-  log "report written to $REPORT"
-fi
+bench_report "$report"

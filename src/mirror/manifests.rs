@@ -54,21 +54,8 @@ async fn by_digest(session: &mut Session, r: &Req<'_>, d: Digest) -> Result<Answ
             serve(session, r, &d, &media_type, body, CacheStatus::Miss).await
         }
         Fetched::Got(got_d, ..) => {
-            log::warn!(
-                "{}: upstream {} sent manifest {got_d} for {}@{d}: does not match its digest",
-                r.registry,
-                r.upstream.name,
-                r.repository
-            );
-            metrics::digest_mismatch(&r.upstream.name);
-            respond::error(
-                session,
-                502,
-                "MANIFEST_UNKNOWN",
-                "upstream manifest does not match its digest",
-            )
-            .await?;
-            Ok(Answered::status(None, 200))
+            let what = format!("manifest {got_d} for {}@{d}", r.repository);
+            mismatched(session, r, &what).await
         }
         Fetched::Answered(a) => Ok(a),
     }
@@ -173,26 +160,28 @@ async fn fetch(session: &mut Session, r: &Req<'_>, path: &str) -> Result<Fetched
     };
     let d = Digest::of(&body);
     if let Some(claimed) = claimed.filter(|c| Digest::parse(c).is_some_and(|c| c != d)) {
-        log::warn!(
-            "{}: upstream {} sent a manifest for {path} that does not match its digest {claimed} (got {d})",
-            r.registry,
-            r.upstream.name
-        );
-        metrics::digest_mismatch(&r.upstream.name);
-        respond::error(
-            session,
-            502,
-            "MANIFEST_UNKNOWN",
-            "upstream manifest does not match its digest",
-        )
-        .await?;
-        return Ok(Fetched::Answered(Answered::status(None, 200)));
+        let what = format!("a manifest for {path} claimed as {claimed} (got {d})");
+        return mismatched(session, r, &what).await.map(Fetched::Answered);
     }
     if let Err(e) = r.cache.store.records().put_manifest(&d, &media_type, &body) {
         log::warn!("cache {}: storing manifest {d}: {e}", r.cache.store.label());
     }
     link_all(r, &d, &body);
     Ok(Fetched::Got(d, media_type, body))
+}
+
+/// Upstream manifest content that does not match its digest: logged,
+/// counted, never stored; the client gets 502.
+async fn mismatched(session: &mut Session, r: &Req<'_>, what: &str) -> Result<Answered> {
+    log::warn!(
+        "{}: upstream {} sent {what}: does not match its digest",
+        r.registry,
+        r.upstream.name
+    );
+    metrics::digest_mismatch(&r.upstream.name);
+    let msg = "upstream manifest does not match its digest";
+    respond::error(session, 502, "MANIFEST_UNKNOWN", msg).await?;
+    Ok(Answered::status(None, 200))
 }
 
 fn scope(r: &Req<'_>) -> String {
