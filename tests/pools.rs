@@ -307,7 +307,7 @@ fn a_replica_that_refuses_connections_never_shows_a_get_error() {
     assert_eq!(regs[0].served(&tag), accepted, "a POST reached the registry twice");
 
     // A pool of one dead replica answers as a single upstream did.
-    let alone = start_pool_gateway(&[dead.clone()], "    health: off\n");
+    let alone = start_pool_gateway(std::slice::from_ref(&dead), "    health: off\n");
     let rsp = Request::get("/v2/").send(alone.addr());
     assert_json_error(&rsp, 502, "BAD_GATEWAY");
 }

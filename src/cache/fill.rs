@@ -23,7 +23,6 @@ pub struct FillHead {
     pub total: Option<u64>,
     /// For non-200 answers: the upstream's (small) error body.
     pub error_body: Bytes,
-    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

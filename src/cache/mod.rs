@@ -216,10 +216,6 @@ impl Store {
         self.fsync.load(Ordering::Relaxed)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn records(&self) -> &records::Records {
         &self.records
     }

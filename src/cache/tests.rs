@@ -22,7 +22,6 @@ async fn fill(s: &Arc<Store>, body: &[u8], claimed: Digest) -> Result<u64, Finis
         status: 200,
         total: Some(body.len() as u64),
         error_body: Bytes::new(),
-        content_type: None,
     });
     w.write(body).await.unwrap();
     w.finish(false).await
@@ -59,7 +58,6 @@ async fn followers_join_the_running_fill_and_readers_never_see_the_last_byte_ear
         status: 200,
         total: Some(3),
         error_body: Bytes::new(),
-        content_type: None,
     });
     let rx = fill.subscribe();
     w.write(b"abc").await.unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::v1::Connector;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::protocols::ALPN;
 use pingora::protocols::http::v1::client::HttpSession;
@@ -28,10 +28,6 @@ pub struct Fetched {
 }
 
 impl Fetched {
-    pub fn header(&self) -> &ResponseHeader {
-        self.session.resp_header().expect("read_response succeeded")
-    }
-
     pub fn header_str(&self, name: &str) -> Option<&str> {
         self.session.get_header(name).and_then(|v| v.to_str().ok())
     }

@@ -222,7 +222,6 @@ impl Download {
                 status,
                 total: None,
                 error_body: body,
-                content_type: None,
             });
             w.fail("upstream refused");
             return;
@@ -236,7 +235,6 @@ impl Download {
             status: 200,
             total: Some(total),
             error_body: Bytes::new(),
-            content_type: None,
         });
         let mut read = 0u64;
         loop {
@@ -290,6 +288,5 @@ fn failed_head(message: &str) -> FillHead {
         status: 502,
         total: None,
         error_body: Bytes::from(body),
-        content_type: None,
     }
 }
