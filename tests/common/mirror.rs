@@ -11,9 +11,11 @@ use std::process::Command;
 use super::auth::htpasswd_line;
 use super::gateway::Gateway;
 use super::prom::{sample, scrape};
+use super::registry::Registry;
 use super::tls::yaml_str;
 use super::token_server::TokenServer;
-use super::{free_addr, require_tool};
+use super::{free_addr, require_tool, wait_until};
+use std::time::Duration;
 
 /// Every manifest type a pull accepts.
 pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -365,4 +367,26 @@ pub fn indexed_blobs(log: &str) -> Option<u64> {
 /// Token requests the issuer logged for `user`.
 pub fn token_requests_by(issuer: &TokenServer, user: &str) -> usize {
     issuer.requests().iter().filter(|r| r["user"] == user).count()
+}
+
+/// Waits for `n` GETs of `path_part` on `registry` (only 2xx ones with
+/// `ok_only`, so auth challenges do not count) and a moment longer, then
+/// asserts there are exactly `n`.
+#[track_caller]
+pub fn assert_gets(registry: &Registry, path_part: &str, n: usize, what: &str, ok_only: bool) {
+    let count = || {
+        if ok_only {
+            registry.count_ok("GET", path_part)
+        } else {
+            registry.count("GET", path_part)
+        }
+    };
+    wait_until(Duration::from_secs(5), || count() >= n);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        count(),
+        n,
+        "{what}: upstream GETs of {path_part} (2xx only: {ok_only}); access log:\n{}",
+        registry.access_log().join("\n")
+    );
 }
